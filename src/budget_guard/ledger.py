@@ -1,0 +1,56 @@
+"""The ledger: a usage store judged by a budget policy.
+
+This is the API the endpoint and the middleware use. It is the "strategy" over the storage
+(as in the ``limits`` package): the store keeps numbers, the policy says what they are
+judged against.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from budget_guard.policy import BudgetPolicy
+from budget_guard.snapshot import UsageSnapshot
+from budget_guard.stores.base import Dedupe, RecordResult, Reservation, UsageStore
+from budget_guard.window import Window
+
+
+class Ledger:
+    def __init__(self, store: UsageStore, policy: BudgetPolicy | None = None) -> None:
+        self.store = store
+        self.policy = policy or BudgetPolicy(store.window)
+        if self.policy.window != store.window:
+            raise ValueError("the policy and the store must use the same window")
+
+    @property
+    def window(self) -> Window:
+        return self.store.window
+
+    async def record(
+        self, company_id: UUID, tokens: int, *, dedupe: Dedupe | None = None
+    ) -> RecordResult:
+        if tokens < 0:
+            raise ValueError("tokens must not be negative")
+        limit = await self.policy.limit_for(company_id)
+        return await self.store.record(company_id, tokens, limit, dedupe=dedupe)
+
+    async def snapshot(self, company_id: UUID) -> UsageSnapshot:
+        return await self.store.read(company_id, await self.policy.limit_for(company_id))
+
+    async def reserve(self, company_id: UUID, tokens: int) -> Reservation:
+        limit = await self.policy.limit_for(company_id)
+        return await self.store.reserve(company_id, max(0, tokens), limit)
+
+    async def settle(self, reservation: Reservation, actual: int) -> UsageSnapshot:
+        limit = await self.policy.limit_for(reservation.company_id)
+        return await self.store.settle(reservation, max(0, actual), limit)
+
+    async def release(self, reservation: Reservation) -> UsageSnapshot:
+        limit = await self.policy.limit_for(reservation.company_id)
+        return await self.store.release(reservation, limit)
+
+    async def buckets(self, company_id: UUID) -> list[tuple[float, int]]:
+        return await self.store.buckets(company_id)
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
