@@ -1,0 +1,110 @@
+"""The one storage protocol every usage store implements, and the errors they share.
+
+Stores know buckets and numbers; they do not know policies. The limit to judge against is
+passed in on each call (the :class:`~budget_guard.ledger.Ledger` looks it up), so that a
+reservation can be granted or refused atomically inside the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+from uuid import UUID
+
+from budget_guard.snapshot import UsageSnapshot
+from budget_guard.window import Window
+
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+
+
+class StoreError(Exception):
+    """Base class of the errors a store raises on purpose."""
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached or did not answer in time. A refused connection
+    recorded nothing; a timeout may still land later, so retry with the same dedupe key."""
+
+
+class StoreFull(StoreError):
+    """The embedded store hit its configured bound while every company in it still had live
+    usage. Dropping one would let it bypass its budget, so the store refuses loudly instead."""
+
+
+class UsageOverflow(StoreError):
+    """Recording would push a company's total beyond Int64 (the wire type). Nothing written."""
+
+
+class IdempotencyConflict(StoreError):
+    """The idempotency key was already used for a different request."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dedupe:
+    """Makes a record call idempotent: the same ``key`` within ``ttl`` records nothing more
+    and returns the first call's snapshot. ``fingerprint`` tells a true retry from a reuse of
+    the key for a different request."""
+
+    key: str
+    fingerprint: str = ""
+    ttl: float = IDEMPOTENCY_TTL_SECONDS
+
+
+def settle_dedupe(reservation: Reservation, actual: int, ttl: float) -> Dedupe:
+    """The dedupe key a settle records under, so settling twice, or replaying a settle the
+    store did not answer, records the actual cost once."""
+    return Dedupe(f"settle:{reservation.id}", str(actual), ttl)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    snapshot: UsageSnapshot
+    replayed: bool = False
+    """True when the dedupe key had been seen: nothing was recorded by this call."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    company_id: UUID
+    id: str
+    tokens: int
+    granted: bool
+    snapshot: UsageSnapshot = field(compare=False)
+
+
+@runtime_checkable
+class UsageStore(Protocol):
+    """Every operation is atomic per company and O(1) amortized whatever the history."""
+
+    window: Window
+    remote: bool
+    """True when a call can fail after it took effect (a lost reply), so that callers that
+    retry must pass a :class:`Dedupe` key."""
+
+    async def record(
+        self, company_id: UUID, tokens: int, limit: int, *, dedupe: Dedupe | None = None
+    ) -> RecordResult: ...
+
+    async def read(self, company_id: UUID, limit: int) -> UsageSnapshot: ...
+
+    async def reserve(self, company_id: UUID, tokens: int, limit: int) -> Reservation:
+        """Hold ``tokens`` only if the company stays within budget with them. A reservation
+        that is never settled or released lapses after the store's reservation TTL, so a
+        crashed worker cannot pin a budget forever."""
+        ...
+
+    async def settle(self, reservation: Reservation, actual: int, limit: int) -> UsageSnapshot:
+        """Drop the hold and record ``actual`` in one atomic step; settling twice records once."""
+        ...
+
+    async def release(self, reservation: Reservation, limit: int) -> UsageSnapshot: ...
+
+    async def buckets(self, company_id: UUID) -> list[tuple[float, int]]:
+        """The live buckets, oldest first, as ``(bucket start epoch seconds, tokens)``."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` when the store cannot serve."""
+        ...
+
+    async def aclose(self) -> None: ...

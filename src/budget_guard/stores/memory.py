@@ -1,0 +1,262 @@
+"""The embedded, zero-setup usage store: one process, no server.
+
+Each company is a ring of ``n + 1`` bucket counters plus a running total, so recording is a
+couple of array writes. Companies whose window has emptied are dropped by a
+:class:`cachetools.TTLCache`: every write refreshes the company's entry for one window plus
+one bucket, by which time all of its buckets have expired, so the cache only ever drops
+companies with no live usage. If the bound is reached with every company live, the store
+raises :class:`StoreFull` rather than evict one (an evicted company would start from zero:
+a budget bypass).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from array import array
+from collections import deque
+from typing import Any
+from uuid import UUID
+
+from cachetools import TTLCache
+
+from budget_guard.clock import Clock, system_clock
+from budget_guard.snapshot import UsageSnapshot
+from budget_guard.stores.base import (
+    Dedupe,
+    IdempotencyConflict,
+    RecordResult,
+    Reservation,
+    StoreFull,
+    UsageOverflow,
+    settle_dedupe,
+)
+from budget_guard.window import INT64_MAX, Window
+
+DEFAULT_MAX_COMPANIES = 1_000_000
+DEFAULT_MAX_IDEMPOTENCY_KEYS = 1_000_000
+
+
+class _NoEvictTTLCache(TTLCache[UUID, "_Account"]):
+    """A TTLCache that expires entries but refuses to evict a live one to make room."""
+
+    def popitem(self) -> tuple[UUID, _Account]:
+        raise StoreFull(
+            f"memory store: {int(self.maxsize)} companies have live usage; raise "
+            "store.max_companies or use the Redis store"
+        )
+
+
+class _Account:
+    __slots__ = ("head", "refreshed_at", "reservations", "reserved", "ring", "used")
+
+    def __init__(self, size: int, head: int) -> None:
+        self.ring = array("q", bytes(8 * size))
+        self.head = head
+        self.used = 0
+        self.reserved = 0
+        self.refreshed_at = float("-inf")
+        # reservation id -> (tokens, lapses at); insertion order is lapse order (one TTL).
+        self.reservations: dict[str, tuple[int, float]] = {}
+
+
+class MemoryStore:
+    remote = False
+    """Nothing between caller and store can lose a reply, so no retry keys are needed."""
+
+    def __init__(
+        self,
+        window: Window | None = None,
+        *,
+        clock: Clock = system_clock,
+        max_companies: int = DEFAULT_MAX_COMPANIES,
+        max_idempotency_keys: int = DEFAULT_MAX_IDEMPOTENCY_KEYS,
+        reservation_ttl: float = 300.0,
+    ) -> None:
+        self.window = window or Window()
+        self._clock = clock
+        self._size = self.window.buckets + 1
+        self._reservation_ttl = reservation_ttl
+        self._refresh_every = float(self.window.bucket_seconds)
+        self._accounts = _NoEvictTTLCache(
+            maxsize=max_companies,
+            ttl=self.window.seconds + 2 * self.window.bucket_seconds + reservation_ttl,
+            timer=clock,
+        )
+        self._max_keys = max_idempotency_keys
+        # (company, key) -> (fingerprint, tokens_used, token_limit, lapses at); the deque
+        # holds keys in insertion order so lapsed ones are dropped from the front in O(1).
+        self._keys: dict[tuple[UUID, str], tuple[str, int, int, float]] = {}
+        self._key_order: deque[tuple[float, tuple[UUID, str]]] = deque()
+        self._lock = threading.Lock()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _account(self, company_id: UUID, now: float, *, create: bool) -> _Account | None:
+        acct = self._accounts.get(company_id)
+        bucket = self.window.bucket_of(now)
+        if acct is None:
+            if not create:
+                return None
+            acct = _Account(self._size, bucket)
+            self._keep(company_id, acct, now)
+            return acct
+        self._advance(acct, bucket)
+        self._lapse_reservations(acct, now)
+        return acct
+
+    def _advance(self, acct: _Account, bucket: int) -> None:
+        """Drop buckets that left the window. A clock that went back keeps writing into the
+        newest bucket seen (``head``), so usage is never placed where it would expire early."""
+        gap = bucket - acct.head
+        if gap <= 0:
+            return
+        ring = acct.ring
+        if gap >= self._size:
+            for i in range(self._size):
+                ring[i] = 0
+            acct.used = 0
+        else:
+            size = self._size
+            for b in range(acct.head + 1, bucket + 1):
+                slot = b % size
+                acct.used -= ring[slot]
+                ring[slot] = 0
+        acct.head = bucket
+
+    def _lapse_reservations(self, acct: _Account, now: float) -> None:
+        held = acct.reservations
+        while held:
+            rid, (tokens, lapses) = next(iter(held.items()))
+            if lapses > now:
+                break
+            del held[rid]
+            acct.reserved -= tokens
+
+    def _snapshot(self, company_id: UUID, acct: _Account | None, limit: int) -> UsageSnapshot:
+        window = self.window
+        if acct is None:
+            return UsageSnapshot(
+                company_id, 0, limit, window.days, 0, None if limit > 0 else float("inf")
+            )
+        frees_at = None
+        if acct.used >= limit:
+            size = self._size
+            oldest = acct.head - window.buckets
+            slots = [acct.ring[(oldest + i) % size] for i in range(size)]
+            frees_at = window.frees_at(acct.used, limit, acct.head, slots)
+        return UsageSnapshot(company_id, acct.used, limit, window.days, acct.reserved, frees_at)
+
+    def _add(self, company_id: UUID, tokens: int, now: float) -> _Account | None:
+        acct = self._account(company_id, now, create=tokens > 0)
+        if acct is None or tokens == 0:
+            return acct
+        if acct.used + tokens > INT64_MAX:
+            raise UsageOverflow("recording would take the total beyond Int64")
+        acct.ring[acct.head % self._size] += tokens
+        acct.used += tokens
+        self._keep(company_id, acct, now)
+        return acct
+
+    def _keep(self, company_id: UUID, acct: _Account, now: float) -> None:
+        """Refresh the company's time to live, at most once a bucket (re-inserting into
+        the cache on every record was a third of a record's cost; the cache TTL has one
+        bucket of slack for it). Never shorten it: a clock that went back would otherwise
+        drop a company whose newest usage is still live."""
+        if now >= acct.refreshed_at + self._refresh_every:
+            acct.refreshed_at = now
+            self._accounts[company_id] = acct
+
+    def _forget_lapsed_keys(self, now: float) -> None:
+        order = self._key_order
+        while order and order[0][0] <= now:
+            _, k = order.popleft()
+            entry = self._keys.get(k)
+            if entry is not None and entry[3] <= now:
+                del self._keys[k]
+
+    # -- the protocol ----------------------------------------------------------------------
+
+    async def record(
+        self, company_id: UUID, tokens: int, limit: int, *, dedupe: Dedupe | None = None
+    ) -> RecordResult:
+        with self._lock:
+            now = self._clock()
+            if dedupe is None:
+                acct = self._add(company_id, tokens, now)
+                return RecordResult(self._snapshot(company_id, acct, limit))
+            self._forget_lapsed_keys(now)
+            k = (company_id, dedupe.key)
+            seen = self._keys.get(k)
+            if seen is not None:
+                if seen[0] != dedupe.fingerprint:
+                    raise IdempotencyConflict("idempotency key reused for a different request")
+                acct = self._account(company_id, now, create=False)
+                current = self._snapshot(company_id, acct, limit)
+                return RecordResult(current.as_first_answer(seen[1], seen[2]), replayed=True)
+            if len(self._keys) >= self._max_keys:
+                raise StoreFull("memory store: too many live idempotency keys")
+            acct = self._add(company_id, tokens, now)
+            snap = self._snapshot(company_id, acct, limit)
+            lapses = now + dedupe.ttl
+            self._keys[k] = (dedupe.fingerprint, snap.tokens_used, limit, lapses)
+            self._key_order.append((lapses, k))
+            return RecordResult(snap)
+
+    async def read(self, company_id: UUID, limit: int) -> UsageSnapshot:
+        with self._lock:
+            acct = self._account(company_id, self._clock(), create=False)
+            return self._snapshot(company_id, acct, limit)
+
+    async def reserve(self, company_id: UUID, tokens: int, limit: int) -> Reservation:
+        with self._lock:
+            now = self._clock()
+            acct = self._account(company_id, now, create=True)
+            assert acct is not None
+            held = acct.used + acct.reserved
+            granted = held < limit and held + tokens <= limit
+            rid = secrets.token_hex(8)
+            if granted:
+                acct.reservations[rid] = (tokens, now + self._reservation_ttl)
+                acct.reserved += tokens
+                self._keep(company_id, acct, now)
+            snap = self._snapshot(company_id, acct, limit)
+            return Reservation(company_id, rid, tokens, granted, snap)
+
+    async def settle(self, reservation: Reservation, actual: int, limit: int) -> UsageSnapshot:
+        await self.release(reservation, limit)
+        dedupe = settle_dedupe(reservation, actual, 2 * self._reservation_ttl)
+        result = await self.record(reservation.company_id, actual, limit, dedupe=dedupe)
+        return result.snapshot
+
+    async def release(self, reservation: Reservation, limit: int) -> UsageSnapshot:
+        with self._lock:
+            company_id = reservation.company_id
+            acct = self._account(company_id, self._clock(), create=False)
+            if acct is not None:
+                held = acct.reservations.pop(reservation.id, None)
+                if held is not None:
+                    acct.reserved -= held[0]
+            return self._snapshot(company_id, acct, limit)
+
+    async def buckets(self, company_id: UUID) -> list[tuple[float, int]]:
+        with self._lock:
+            acct = self._account(company_id, self._clock(), create=False)
+            if acct is None:
+                return []
+            width, size = self.window.bucket_seconds, self._size
+            oldest = acct.head - self.window.buckets
+            return [
+                (float((oldest + i) * width), acct.ring[(oldest + i) % size])
+                for i in range(size)
+                if acct.ring[(oldest + i) % size]
+            ]
+
+    async def ping(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        return {"companies": len(self._accounts), "idempotency_keys": len(self._keys)}

@@ -1,0 +1,263 @@
+"""The Redis usage store: one budget shared by many workers and hosts (Redis Cluster too).
+
+Every operation is one ``EVALSHA`` of ``usage.lua``: the script expires old buckets, applies
+the change and returns the snapshot atomically, so no read-modify-write ever happens in
+Python. All keys of a company carry the company as a hash tag (``{<guid>}``), so they live in
+one cluster slot and the script runs unchanged on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from importlib.resources import files
+from typing import Any
+from uuid import UUID
+
+import redis.asyncio as aioredis
+from cachetools import LRUCache
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError, ResponseError
+
+from budget_guard.clock import Clock, system_clock
+from budget_guard.snapshot import UsageSnapshot
+from budget_guard.stores.base import (
+    Dedupe,
+    IdempotencyConflict,
+    RecordResult,
+    Reservation,
+    StoreUnavailable,
+    UsageOverflow,
+    settle_dedupe,
+)
+from budget_guard.stores.restarts import RestartWatch
+from budget_guard.window import Window
+
+_SCRIPT = files("budget_guard.stores").joinpath("usage.lua").read_text(encoding="utf-8")
+
+try:
+    from redis.maint_notifications import MaintNotificationsConfig
+except ImportError:  # redis-py before maintenance notifications: nothing to turn off
+    _POOL_CHECKS: dict[str, Any] = {}
+else:
+    # With maintenance notifications on (redis-py's default "auto") the pool stops checking a
+    # pooled connection before lending it, so once Redis restarted (or closed an idle
+    # connection) the first command on every dead connection failed: a needless 503.
+    _POOL_CHECKS = {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
+
+RedisClient = aioredis.Redis | RedisCluster
+
+
+class RedisStore:
+    remote = True
+    """A reply can be lost after the script ran: callers add retry keys (see Dedupe)."""
+
+    def __init__(
+        self,
+        client: RedisClient,
+        window: Window | None = None,
+        *,
+        prefix: str = "budget-guard:",
+        clock: Clock = system_clock,
+        reservation_ttl: float = 300.0,
+        restart_check_seconds: float = 5.0,
+    ) -> None:
+        """``restart_check_seconds``: how often, while in use, to check in the background
+        that Redis has not come back empty (0: only in :meth:`ping`); see ``restarts.py``."""
+        self.window = window or Window()
+        self._client = client
+        self._prefix = prefix
+        self._clock = clock
+        self._reservation_ttl_ms = int(reservation_ttl * 1000)
+        self._bucket_ms = self.window.bucket_seconds * 1000
+        self._n = self.window.buckets
+        self._script = client.register_script(_SCRIPT)
+        self._restarts = RestartWatch(client, f"{prefix}marker", interval=restart_check_seconds)
+        self._key_cache: LRUCache[UUID, tuple[str, str, str, str]] = LRUCache(maxsize=65_536)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        window: Window | None = None,
+        *,
+        cluster: bool = False,
+        socket_timeout: float = 2.0,
+        connect_timeout: float = 1.0,
+        max_connections: int = 100,
+        **options: Any,
+    ) -> RedisStore:
+        """Connect from ``redis://``, ``rediss://`` or ``unix://`` URLs.
+
+        Timeouts are short on purpose: a store that does not answer must turn into a quick
+        503 or a fail-open journal entry, not a request that hangs.
+
+        A call that finds all ``max_connections`` busy waits for one (at most
+        ``socket_timeout``) instead of failing: redis-py's default pool raises at once, so a
+        burst of requests became "store unavailable", and fail-open then admitted them
+        unchecked, past the budget and past strict mode's reservations.
+        """
+        kwargs: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": connect_timeout,
+            "decode_responses": True,
+        }
+        client: RedisClient
+        if cluster:
+            client = RedisCluster.from_url(url, **kwargs)
+        else:
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=socket_timeout,
+                health_check_interval=30,
+                **_POOL_CHECKS,
+                **kwargs,
+            )
+            client = aioredis.Redis.from_pool(pool)
+        return cls(client, window, **options)
+
+    @property
+    def client(self) -> RedisClient:
+        return self._client
+
+    def _keys(self, company_id: UUID) -> tuple[str, str, str, str]:
+        """The company's keys (usage, reservation times, reservation amounts, the key used
+        when a call has no dedupe); cached, since building them is a measurable part of a
+        record's client-side cost."""
+        keys = self._key_cache.get(company_id)
+        if keys is None:
+            base = f"{self._prefix}{{{company_id}}}"
+            keys = (f"{base}:u", f"{base}:rt", f"{base}:ra", f"{base}:k:-")
+            self._key_cache[company_id] = keys
+        return keys
+
+    def _dedupe_key(self, company_id: UUID, key: str) -> str:
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return f"{self._prefix}{{{company_id}}}:k:{digest}"
+
+    async def _run(
+        self,
+        op: str,
+        company_id: UUID,
+        limit: int,
+        tokens: int = 0,
+        *,
+        reservation_id: str = "",
+        dedupe: Dedupe | None = None,
+    ) -> list[str]:
+        usage, held_at, held, no_dedupe = self._keys(company_id)
+        dedupe_key = self._dedupe_key(company_id, dedupe.key) if dedupe else no_dedupe
+        dedupe_ms = max(1, int(dedupe.ttl * 1000)) if dedupe else 0
+        numbers = (
+            f"{op} {int(self._clock() * 1000)} {self._bucket_ms} {self._n} {limit} {tokens} "
+            f"{self._reservation_ttl_ms} {dedupe_ms}"
+        )
+        args = (numbers, reservation_id, dedupe.fingerprint if dedupe else "")
+        try:
+            reply = await self._script(keys=(usage, held_at, held, dedupe_key), args=args)
+        except ResponseError as exc:
+            raise StoreUnavailable(f"redis refused the usage script: {exc}") from None
+        except (RedisError, OSError) as exc:
+            self._restarts.store_failed()
+            raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from None
+        self._restarts.store_answered()
+        if isinstance(reply, str):  # the common case: "status used reserved frees"
+            return [*reply.split(" "), ""]
+        return reply  # type: ignore[no-any-return]
+
+    def _snapshot(self, company_id: UUID, limit: int, reply: list[str]) -> UsageSnapshot:
+        _, used, reserved, frees, _ = reply
+        frees_at: float | None = None
+        if frees == "never":
+            frees_at = float("inf")
+        elif frees != "-":
+            frees_at = int(frees) / 1000
+        return UsageSnapshot(
+            company_id, int(used), limit, self.window.days, int(reserved), frees_at
+        )
+
+    async def record(
+        self, company_id: UUID, tokens: int, limit: int, *, dedupe: Dedupe | None = None
+    ) -> RecordResult:
+        reply = await self._run("record", company_id, limit, tokens, dedupe=dedupe)
+        return self._result(company_id, limit, reply, dedupe)
+
+    def _result(
+        self, company_id: UUID, limit: int, reply: list[str], dedupe: Dedupe | None
+    ) -> RecordResult:
+        status = reply[0]
+        if status == "overflow":
+            raise UsageOverflow("recording would take the total beyond Int64")
+        snap = self._snapshot(company_id, limit, reply)
+        if status != "replay":
+            return RecordResult(snap)
+        # "<lapses ms>|<fingerprint>|<used>|<limit>"; the fingerprint may hold "|" itself.
+        fingerprint, used, first_limit = reply[4].split("|", 1)[1].rsplit("|", 2)
+        if dedupe is not None and fingerprint != dedupe.fingerprint:
+            raise IdempotencyConflict("idempotency key reused for a different request")
+        return RecordResult(snap.as_first_answer(int(used), int(first_limit)), replayed=True)
+
+    async def read(self, company_id: UUID, limit: int) -> UsageSnapshot:
+        return self._snapshot(company_id, limit, await self._run("read", company_id, limit))
+
+    async def reserve(self, company_id: UUID, tokens: int, limit: int) -> Reservation:
+        rid = secrets.token_hex(8)
+        reply = await self._run("reserve", company_id, limit, tokens, reservation_id=rid)
+        snap = self._snapshot(company_id, limit, reply)
+        return Reservation(company_id, rid, tokens, reply[0] == "ok", snap)
+
+    async def settle(self, reservation: Reservation, actual: int, limit: int) -> UsageSnapshot:
+        dedupe = settle_dedupe(reservation, actual, 2 * self._reservation_ttl_ms / 1000)
+        reply = await self._run(
+            "settle",
+            reservation.company_id,
+            limit,
+            actual,
+            reservation_id=reservation.id,
+            dedupe=dedupe,
+        )
+        return self._result(reservation.company_id, limit, reply, dedupe).snapshot
+
+    async def release(self, reservation: Reservation, limit: int) -> UsageSnapshot:
+        reply = await self._run(
+            "release", reservation.company_id, limit, reservation_id=reservation.id
+        )
+        return self._snapshot(reservation.company_id, limit, reply)
+
+    async def buckets(self, company_id: UUID) -> list[tuple[float, int]]:
+        # Read-only and off the hot path: one HGETALL, decoded against the newest bucket.
+        try:
+            fields: dict[str, str] = await self._client.hgetall(self._keys(company_id)[0])
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
+        if "h" not in fields:
+            return []
+        n, width = self._n, self.window.bucket_seconds
+        head = int(fields["h"])
+        now_bucket = max(head, self.window.bucket_of(self._clock()))
+        out = []
+        for b in range(max(head, now_bucket) - n, head + 1):
+            v = int(fields.get(str(b % (n + 1)), "0"))
+            if v:
+                out.append((float(b * width), v))
+        return out
+
+    @property
+    def restarts_detected(self) -> int:
+        """How many times this process found that Redis had come back empty (each one is
+        logged once at ERROR: the usage recorded before it is lost)."""
+        return self._restarts.detected
+
+    async def ping(self) -> None:
+        """Also checks (and on first use writes) the restart marker."""
+        try:
+            await self._client.ping()
+            await self._restarts.check()
+        except (RedisError, OSError) as exc:
+            self._restarts.store_failed()
+            raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from None
+
+    async def aclose(self) -> None:
+        await self._restarts.aclose()
+        await self._client.aclose()

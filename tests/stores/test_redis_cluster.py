@@ -1,0 +1,40 @@
+"""The Redis store runs unchanged on a real 3-node Redis Cluster."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from budget_guard.clock import ManualClock
+from budget_guard.stores import Dedupe, RedisStore
+from budget_guard.window import Window
+from tests.redis_servers import RedisCluster
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisCluster]:
+    with RedisCluster() as running:
+        yield running
+
+
+async def test_the_store_works_on_a_cluster_across_slots(cluster: RedisCluster) -> None:
+    clock = ManualClock()
+    store = RedisStore.from_url(cluster.url, Window(30), cluster=True, clock=clock)
+    try:
+        companies = [uuid.uuid4() for _ in range(30)]  # spread over all three masters
+        for i, cid in enumerate(companies):
+            await store.record(cid, i + 1, 100)
+            await store.record(cid, 1, 100, dedupe=Dedupe("k", "fp"))
+            await store.record(cid, 1, 100, dedupe=Dedupe("k", "fp"))
+        for i, cid in enumerate(companies):
+            assert (await store.read(cid, 100)).tokens_used == i + 2
+        hold = await store.reserve(companies[0], 50, 100)
+        assert hold.granted
+        assert (await store.settle(hold, 7, 100)).tokens_used == 9
+        clock.advance(31 * 86_400)
+        assert (await store.read(companies[5], 100)).tokens_used == 0
+        await store.ping()
+    finally:
+        await store.aclose()
