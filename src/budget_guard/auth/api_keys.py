@@ -1,0 +1,90 @@
+"""Static API keys from configuration, each bound to one company and role.
+
+Only SHA-256 digests of the keys are kept, and a presented key is compared against every digest
+with ``hmac.compare_digest``: neither the response time nor a memory dump reveals a key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from budget_guard.auth.credentials import api_key_header, bearer_token, is_credential_text
+from budget_guard.auth.identity import Identity, Role
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One configured key. ``key`` is kept out of ``repr``/``str`` so it cannot leak into logs."""
+
+    key: str = field(repr=False)
+    company_id: UUID
+    role: Role = Role.USER
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.company_id, UUID):
+            raise TypeError("ApiKey.company_id must be a uuid.UUID")
+        object.__setattr__(self, "role", Role(self.role))
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("ascii")).digest()
+
+
+class ApiKeyAuthenticator:
+    """Accepts ``Authorization: Bearer <key>`` (OpenAI SDK, ServiceStack ``bearer_token``) or
+    ``X-Api-Key: <key>`` (Anthropic-style clients).
+
+    The identity's subject is the key's ``name``, or ``api-key#<n>`` (its position) when unnamed.
+    """
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, keys: Iterable[ApiKey]) -> None:
+        entries: list[tuple[bytes, Identity]] = []
+        for index, api_key in enumerate(keys):
+            subject = api_key.name or f"api-key#{index}"
+            if not isinstance(api_key.key, str) or not is_credential_text(api_key.key):
+                raise ValueError(
+                    f"API key {subject!r} must be 1 to 8192 visible ASCII characters, no spaces"
+                )
+            digest = _digest(api_key.key)
+            for known, other in entries:
+                if hmac.compare_digest(known, digest):
+                    raise ValueError(f"API key {subject!r} repeats the key of {other.subject!r}")
+            entries.append((digest, Identity(subject, api_key.company_id, api_key.role)))
+        self._entries: tuple[tuple[bytes, Identity], ...] = tuple(entries)
+
+    def __repr__(self) -> str:
+        names = ", ".join(identity.subject for _, identity in self._entries)
+        return f"ApiKeyAuthenticator({len(self._entries)} keys: {names})"
+
+    async def authenticate(self, headers: Mapping[str, str]) -> Identity | None:
+        for source, candidate in (
+            ("authorization", bearer_token(headers)),
+            ("x-api-key", api_key_header(headers)),
+        ):
+            if candidate is None:
+                continue
+            identity = self._match(candidate)
+            if identity is not None:
+                logger.debug("API key %r accepted via %s", identity.subject, source)
+                return identity
+            logger.debug("unknown API key presented via %s", source)
+        return None
+
+    def _match(self, candidate: str) -> Identity | None:
+        """Compare against every entry, without stopping early, so timing says nothing."""
+        digest = _digest(candidate)
+        found: Identity | None = None
+        for known, identity in self._entries:
+            if hmac.compare_digest(known, digest) and found is None:
+                found = identity
+        return found
