@@ -1,0 +1,89 @@
+"""The per-response meter the middleware feeds: cheap per chunk, never raises, always answers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from budget_guard.counting.output_collector import OutputCollector
+from budget_guard.counting.results import RequestTokens, TokenUsage
+from budget_guard.counting.routes import EMBEDDINGS
+
+logger = logging.getLogger(__name__)
+
+UPSTREAM = "upstream"
+COUNTED = "counted"
+
+
+class BodyReader(Protocol):
+    def feed(self, chunk: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ResponseMeter:
+    """Measures one response as it passes; ``finish`` gives its usage at end or disconnect.
+
+    With ``prefer_upstream`` the upstream's complete usage report wins (it sees reasoning and
+    cached tokens no client-side count can). Otherwise, or when no complete report came (stream
+    without ``include_usage``, cut short, upstream error), input is the upstream's figure if it
+    gave one and our request count if not, and output is tiktoken over the text produced so far.
+    """
+
+    __slots__ = ("_collector", "_prefer_upstream", "_reader", "_request", "_result")
+
+    def __init__(
+        self,
+        request: RequestTokens,
+        reader: BodyReader | None,
+        collector: OutputCollector | None,
+        *,
+        prefer_upstream: bool,
+    ) -> None:
+        self._request = request
+        self._reader = reader
+        self._collector = collector
+        self._prefer_upstream = prefer_upstream
+        self._result: TokenUsage | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        reader = self._reader
+        if reader is None or self._result is not None:
+            return
+        try:
+            reader.feed(chunk)
+        except Exception:
+            logger.exception(
+                "metering a %s response failed; keeping what was read", self._request.kind
+            )
+            self._reader = None
+
+    def finish(self) -> TokenUsage:
+        if self._result is None:
+            try:
+                self._result = self._measure()
+            except Exception:
+                logger.exception("metering a %s response failed at its end", self._request.kind)
+                self._result = TokenUsage(self._request.input_tokens, 0, COUNTED)
+        return self._result
+
+    def _measure(self) -> TokenUsage:
+        request = self._request
+        collector = self._collector
+        if collector is None:
+            return TokenUsage(request.input_tokens, 0, COUNTED)
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+        report = collector.usage
+        if not self._prefer_upstream:
+            return TokenUsage(request.input_tokens, self._counted_output(collector), COUNTED)
+        reported_input, reported_output = report.input_tokens, report.output_tokens
+        if report.final and reported_input is not None and reported_output is not None:
+            return TokenUsage(reported_input, reported_output, UPSTREAM)
+        input_tokens = request.input_tokens if reported_input is None else reported_input
+        output_tokens = max(self._counted_output(collector), reported_output or 0)
+        return TokenUsage(input_tokens, output_tokens, COUNTED)
+
+    def _counted_output(self, collector: OutputCollector) -> int:
+        return 0 if self._request.kind == EMBEDDINGS else collector.counted_output_tokens()

@@ -1,0 +1,62 @@
+"""What a response has produced so far: its generated text, and the usage the upstream reported.
+
+Text is kept per output stream (choice, tool call, content block) so split deltas are joined
+before counting; once a lot is buffered it is counted and dropped, which bounds memory on long
+answers at the cost of at most a token or two at each fold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+
+import tiktoken
+
+from budget_guard.counting.encoding_lookup import count_text
+from budget_guard.counting.usage import UsageReport
+
+_FOLD_CHARS = 1 << 20
+
+
+class OutputCollector:
+    __slots__ = (
+        "_buffered_chars",
+        "_encoding",
+        "_folded_tokens",
+        "_load_encoding",
+        "_pieces",
+        "usage",
+    )
+
+    def __init__(self, load_encoding: Callable[[], tiktoken.Encoding]) -> None:
+        self._load_encoding = load_encoding
+        self._encoding: tiktoken.Encoding | None = None
+        self._pieces: dict[Hashable, list[str]] = {}
+        self._buffered_chars = 0
+        self._folded_tokens = 0
+        self.usage = UsageReport()
+
+    def add_text(self, key: Hashable, text: object) -> None:
+        if not isinstance(text, str) or not text:
+            return
+        pieces = self._pieces.get(key)
+        if pieces is None:
+            self._pieces[key] = [text]
+        else:
+            pieces.append(text)
+        self._buffered_chars += len(text)
+        if self._buffered_chars > _FOLD_CHARS:
+            self._fold()
+
+    def counted_output_tokens(self) -> int:
+        self._fold()
+        return self._folded_tokens
+
+    def _fold(self) -> None:
+        if not self._pieces:
+            return
+        if self._encoding is None:
+            self._encoding = self._load_encoding()
+        for pieces in self._pieces.values():
+            self._folded_tokens += count_text(self._encoding, "".join(pieces))
+        self._pieces.clear()
+        self._buffered_chars = 0

@@ -1,0 +1,184 @@
+"""Where each supported API puts generated text and usage, in whole bodies and stream events.
+
+Shapes are recognised by their keys rather than by the request's route, so a gateway that answers
+one API in another's shape is still understood: ``choices`` (Chat, Completions), ``output`` and
+``response.*`` events (Responses API), ``content`` blocks and ``message_*``/``content_block_*``
+events (Anthropic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+import orjson
+
+from budget_guard.counting.output_collector import OutputCollector
+
+
+def collect_response(collector: OutputCollector, body: dict[str, Any]) -> None:
+    usage = body.get("usage")
+    if isinstance(usage, dict):
+        collector.usage.merge(usage, final=True)
+    choices = body.get("choices")
+    if isinstance(choices, list):
+        for index, choice in enumerate(choices):
+            if isinstance(choice, dict):
+                _add_message(collector, index, choice.get("message"))
+                collector.add_text((index, "text"), choice.get("text"))
+    output = body.get("output")
+    if isinstance(output, list):
+        for index, item in enumerate(output):
+            if isinstance(item, dict):
+                _add_responses_item(collector, index, item)
+    content = body.get("content")
+    if isinstance(content, list) and body.get("type") == "message":
+        for index, block in enumerate(content):
+            if isinstance(block, dict):
+                _add_anthropic_block(collector, index, block)
+
+
+def _add_message(collector: OutputCollector, index: int, message: object) -> None:
+    """A Chat message, or a streamed delta of one: text, tool calls, legacy function call."""
+    if not isinstance(message, dict):
+        return
+    _add_message_fields(collector, index, message)
+    tool_calls = message.get("tool_calls")
+    if isinstance(tool_calls, list):
+        for position, call in enumerate(tool_calls):
+            if isinstance(call, dict):
+                _add_call(
+                    collector,
+                    (index, "tool", call.get("index", position)),  # deltas name their call
+                    call.get("function") or call.get("custom"),
+                )
+    _add_call(collector, (index, "function_call"), message.get("function_call"))
+
+
+def _add_message_fields(collector: OutputCollector, index: int, message: dict[str, Any]) -> None:
+    content = message.get("content")
+    if isinstance(content, list):  # some servers answer with content parts
+        for part_index, part in enumerate(content):
+            if isinstance(part, dict):
+                collector.add_text((index, "part", part_index), part.get("text"))
+    else:
+        collector.add_text((index, "content"), content)
+    collector.add_text((index, "refusal"), message.get("refusal"))
+    # Reasoning text some OpenAI-compatible servers (vLLM, DeepSeek, OpenRouter) return.
+    collector.add_text((index, "reasoning_content"), message.get("reasoning_content"))
+    collector.add_text((index, "reasoning"), message.get("reasoning"))
+
+
+def _add_call(collector: OutputCollector, key: tuple[Hashable, ...], call: object) -> None:
+    if isinstance(call, dict):
+        collector.add_text((*key, "name"), call.get("name"))
+        collector.add_text((*key, "arguments"), call.get("arguments") or call.get("input"))
+
+
+def _add_responses_item(collector: OutputCollector, index: int, item: dict[str, Any]) -> None:
+    kind = item.get("type")
+    if kind == "message":
+        parts = item.get("content")
+        if isinstance(parts, list):
+            for part_index, part in enumerate(parts):
+                if isinstance(part, dict):
+                    collector.add_text(("out", index, part_index), part.get("text"))
+                    collector.add_text(("out", index, part_index), part.get("refusal"))
+    elif kind in ("function_call", "custom_tool_call"):
+        _add_call(collector, ("out", index), item)
+    elif kind == "reasoning":
+        summary = item.get("summary")
+        if isinstance(summary, list):
+            for part_index, part in enumerate(summary):
+                if isinstance(part, dict):
+                    collector.add_text(("sum", index, part_index), part.get("text"))
+
+
+def _add_anthropic_block(collector: OutputCollector, index: int, block: dict[str, Any]) -> None:
+    kind = block.get("type")
+    if kind == "text":
+        collector.add_text(("blk", index), block.get("text"))
+    elif kind == "thinking":
+        collector.add_text(("blk", index), block.get("thinking"))
+    elif kind in ("tool_use", "server_tool_use"):
+        collector.add_text(("blk", index, "name"), block.get("name"))
+        if "input" in block and block["input"] != {}:
+            collector.add_text(("blk", index), orjson.dumps(block["input"]).decode())
+
+
+def collect_event(collector: OutputCollector, event: dict[str, Any]) -> None:
+    kind = event.get("type")
+    if isinstance(kind, str):
+        if kind.startswith("response."):
+            _add_responses_event(collector, kind, event)
+            return
+        if _add_anthropic_event(collector, kind, event):
+            return
+    usage = event.get("usage")
+    if isinstance(usage, dict):
+        collector.usage.merge(usage, final=True)
+    choices = event.get("choices")
+    if isinstance(choices, list):
+        for position, choice in enumerate(choices):
+            if isinstance(choice, dict):
+                _add_choice_delta(collector, choice, position)
+
+
+def _add_choice_delta(collector: OutputCollector, choice: dict[str, Any], position: int) -> None:
+    index = choice.get("index", position)
+    if not isinstance(index, int):
+        index = position
+    collector.add_text((index, "text"), choice.get("text"))  # legacy completions
+    _add_message(collector, index, choice.get("delta"))
+
+
+def _add_responses_event(collector: OutputCollector, kind: str, event: dict[str, Any]) -> None:
+    output_index = event.get("output_index")
+    if kind in ("response.output_text.delta", "response.refusal.delta"):
+        collector.add_text(("out", output_index, event.get("content_index")), event.get("delta"))
+    elif kind in (
+        "response.function_call_arguments.delta",
+        "response.custom_tool_call_input.delta",
+    ):
+        collector.add_text(("out", output_index, "arguments"), event.get("delta"))
+    elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
+        collector.add_text(("sum", output_index, event.get("summary_index")), event.get("delta"))
+    elif kind == "response.output_item.added":
+        item = event.get("item")
+        if isinstance(item, dict) and item.get("type") in ("function_call", "custom_tool_call"):
+            collector.add_text(("out", output_index, "name"), item.get("name"))
+    elif kind in ("response.completed", "response.incomplete", "response.failed"):
+        response = event.get("response")
+        usage = response.get("usage") if isinstance(response, dict) else None
+        if isinstance(usage, dict):
+            collector.usage.merge(usage, final=True)
+
+
+def _add_anthropic_event(collector: OutputCollector, kind: str, event: dict[str, Any]) -> bool:
+    if kind == "content_block_delta":
+        delta = event.get("delta")
+        if isinstance(delta, dict):
+            key = ("blk", event.get("index"))
+            collector.add_text(key, delta.get("text"))
+            collector.add_text(key, delta.get("partial_json"))
+            collector.add_text(key, delta.get("thinking"))
+        return True
+    if kind == "content_block_start":
+        block = event.get("content_block")
+        if isinstance(block, dict):
+            index = event.get("index")
+            collector.add_text(("blk", index), block.get("text"))
+            collector.add_text(("blk", index, "name"), block.get("name"))
+        return True
+    if kind == "message_start":
+        message = event.get("message")
+        usage = message.get("usage") if isinstance(message, dict) else None
+        if isinstance(usage, dict):
+            collector.usage.merge(usage, final=False)
+        return True
+    if kind == "message_delta":
+        usage = event.get("usage")
+        if isinstance(usage, dict):
+            collector.usage.merge(usage, final=True)
+        return True
+    return kind in ("message_stop", "content_block_stop", "ping", "error")

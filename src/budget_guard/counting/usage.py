@@ -1,0 +1,54 @@
+"""Reading the token usage an upstream reports, in every shape the supported APIs use.
+
+Chat/Completions/Embeddings report ``prompt_tokens``/``completion_tokens``; the Responses API
+``input_tokens``/``output_tokens``; Anthropic ``input_tokens`` plus its cache counters
+(``cache_creation_input_tokens``, ``cache_read_input_tokens``, which its ``input_tokens`` excludes)
+and ``output_tokens``. Anthropic streams report usage in pieces (``message_start``, then
+cumulative ``message_delta``), so fields are merged, the latest value of each winning.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ANTHROPIC_CACHE_FIELDS = ("cache_creation_input_tokens", "cache_read_input_tokens")
+
+
+class UsageReport:
+    """The usage fields seen so far, and whether the upstream has given its final figures."""
+
+    __slots__ = ("_fields", "final")
+
+    def __init__(self) -> None:
+        self._fields: dict[str, int] = {}
+        self.final = False
+
+    def merge(self, usage: dict[str, Any], *, final: bool) -> None:
+        for key, value in usage.items():
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                self._fields[key] = value
+        self.final = self.final or final
+
+    @property
+    def input_tokens(self) -> int | None:
+        fields = self._fields
+        if "prompt_tokens" in fields:
+            return fields["prompt_tokens"]
+        if "input_tokens" in fields:
+            return fields["input_tokens"] + sum(
+                fields.get(key, 0) for key in _ANTHROPIC_CACHE_FIELDS
+            )
+        return None
+
+    @property
+    def output_tokens(self) -> int | None:
+        fields = self._fields
+        if "completion_tokens" in fields:
+            return fields["completion_tokens"]
+        if "output_tokens" in fields:
+            return fields["output_tokens"]
+        if "prompt_tokens" in fields:  # embeddings: prompt and total only
+            return max(
+                fields.get("total_tokens", fields["prompt_tokens"]) - fields["prompt_tokens"], 0
+            )
+        return None

@@ -1,0 +1,220 @@
+"""Streamed (SSE) responses: the same usage however the bytes are split, partial counts when cut.
+
+The recorded streams in ``streams/`` follow the event shapes of each API: Chat Completions with
+``stream_options.include_usage``, Chat tool calls without usage, the Responses API, Anthropic
+Messages and legacy Completions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+import tiktoken
+
+from budget_guard.counting import RequestTokens, TokenCounter, TokenUsage
+from budget_guard.counting.sse import SseDecoder
+from budget_guard.encodings import load_shipped_encoding
+
+STREAMS = Path(__file__).parent / "streams"
+CHAT_FULL_TEXT = "Bonjour à tous 🌍! Ça va très bien, merci — 日本語も少し。"
+TOOL_CALL_TEXTS = [
+    "get_current_weather",
+    '{"location": "São Paulo, BR", "unit": "celsius"}',
+    "get_time",
+    '{"tz": "America/Sao_Paulo"}',
+]
+
+
+def recorded_stream(name: str) -> bytes:
+    return (STREAMS / name).read_bytes()
+
+
+def _n(encoding: tiktoken.Encoding, text: str) -> int:
+    return len(encoding.encode_ordinary(text))
+
+
+def _cases() -> list[tuple[str, RequestTokens, TokenUsage]]:
+    cl100k = load_shipped_encoding("cl100k_base")
+    return [
+        (
+            "chat_with_usage.sse",
+            RequestTokens("chat", "gpt-4o", 24, True, None),
+            TokenUsage(24, 19, "upstream"),
+        ),
+        (
+            "chat_tool_calls.sse",
+            RequestTokens("chat", "gpt-4-0613", 80, True, None),
+            TokenUsage(80, sum(_n(cl100k, text) for text in TOOL_CALL_TEXTS), "counted"),
+        ),
+        (
+            "responses.sse",
+            RequestTokens("responses", "gpt-4.1", 30, True, None),
+            TokenUsage(36, 87, "upstream"),
+        ),
+        (
+            "anthropic.sse",
+            RequestTokens("messages", "claude-sonnet-4-20250514", 400, True, 1024),
+            TokenUsage(472 + 100 + 2048, 89, "upstream"),
+        ),
+        (
+            "completions.sse",
+            RequestTokens("completions", "gpt-3.5-turbo-instruct", 5, True, 16),
+            TokenUsage(5, _n(cl100k, "\n\nThis is a test of streaming."), "counted"),
+        ),
+    ]
+
+
+CASES = _cases()
+CASE_IDS = [name for name, _, _ in CASES]
+LINE_ENDINGS = {"lf": b"\n", "crlf": b"\r\n", "cr": b"\r"}
+
+
+def _with_line_ending(stream: bytes, ending: bytes) -> bytes:
+    return stream.replace(b"\n", ending)
+
+
+def _meter(counter: TokenCounter, request: RequestTokens, pieces: Iterable[bytes]) -> TokenUsage:
+    meter = counter.meter(request, "text/event-stream; charset=utf-8")
+    for piece in pieces:
+        meter.feed(piece)
+    return meter.finish()
+
+
+@pytest.mark.parametrize(("name", "request_tokens", "expected"), CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("ending", LINE_ENDINGS.values(), ids=LINE_ENDINGS.keys())
+def test_recorded_stream_whole(
+    counter: TokenCounter,
+    name: str,
+    request_tokens: RequestTokens,
+    expected: TokenUsage,
+    ending: bytes,
+) -> None:
+    stream = _with_line_ending(recorded_stream(name), ending)
+    assert _meter(counter, request_tokens, [stream]) == expected
+
+
+@pytest.mark.parametrize(("name", "request_tokens", "expected"), CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("ending", LINE_ENDINGS.values(), ids=LINE_ENDINGS.keys())
+def test_recorded_stream_split_at_every_byte_offset(
+    counter: TokenCounter,
+    name: str,
+    request_tokens: RequestTokens,
+    expected: TokenUsage,
+    ending: bytes,
+) -> None:
+    stream = _with_line_ending(recorded_stream(name), ending)
+    for offset in range(len(stream) + 1):
+        usage = _meter(counter, request_tokens, [stream[:offset], stream[offset:]])
+        assert usage == expected, f"split at byte {offset}"
+
+
+@pytest.mark.parametrize(("name", "request_tokens", "expected"), CASES, ids=CASE_IDS)
+def test_recorded_stream_one_byte_at_a_time(
+    counter: TokenCounter, name: str, request_tokens: RequestTokens, expected: TokenUsage
+) -> None:
+    stream = _with_line_ending(recorded_stream(name), b"\r\n")
+    assert _meter(counter, request_tokens, (stream[i : i + 1] for i in range(len(stream)))) == (
+        expected
+    )
+
+
+@pytest.mark.parametrize(("name", "request_tokens", "expected"), CASES, ids=CASE_IDS)
+def test_stream_cut_at_every_byte_offset_never_fails(
+    counter: TokenCounter, name: str, request_tokens: RequestTokens, expected: TokenUsage
+) -> None:
+    stream = recorded_stream(name)
+    for offset in range(len(stream)):
+        usage = _meter(counter, request_tokens, [stream[:offset]])
+        assert usage.source in ("upstream", "counted")
+        assert 0 <= usage.output_tokens <= max(expected.output_tokens, 100)
+
+
+def test_chat_stream_cut_before_its_usage_counts_the_text(
+    counter: TokenCounter, o200k: tiktoken.Encoding
+) -> None:
+    stream = recorded_stream("chat_with_usage.sse")
+    cut = stream.index(b'data: {"id":"chatcmpl-B1","object":"chat.completion.chunk"', 1500)
+    request = RequestTokens("chat", "gpt-4o", 24, True, None)
+    assert _meter(counter, request, [stream[:cut]]) == TokenUsage(
+        24, _n(o200k, CHAT_FULL_TEXT), "counted"
+    )
+    first_two_deltas = stream[: stream.index(b" \xc3\xa0 tous")]  # cut inside the third event
+    assert _meter(counter, request, [first_two_deltas]) == TokenUsage(
+        24, _n(o200k, "Bonjour"), "counted"
+    )
+
+
+def test_anthropic_stream_cut_keeps_upstream_input_and_counts_output(
+    counter: TokenCounter, o200k: tiktoken.Encoding
+) -> None:
+    stream = recorded_stream("anthropic.sse")
+    cut = stream.index(b"event: content_block_stop")
+    request = RequestTokens("messages", "claude-sonnet-4-20250514", 400, True, 1024)
+    text = "Let me check the weather in Zürich for you — one moment."
+    assert _meter(counter, request, [stream[:cut]]) == TokenUsage(2620, _n(o200k, text), "counted")
+
+
+def test_responses_stream_cut_counts_the_deltas(
+    counter: TokenCounter, o200k: tiktoken.Encoding
+) -> None:
+    stream = recorded_stream("responses.sse")
+    cut = stream.index(b"event: response.output_text.done")
+    request = RequestTokens("responses", "gpt-4.1", 30, True, None)
+    text = "Once upon a time, a unicorn named Lumière dreamed of ✨stars✨ and fell asleep."
+    assert _meter(counter, request, [stream[:cut]]) == TokenUsage(30, _n(o200k, text), "counted")
+
+
+def test_tiktoken_authoritative_over_a_stream(o200k: tiktoken.Encoding) -> None:
+    counter = TokenCounter(prefer_upstream_usage=False)
+    request = RequestTokens("chat", "gpt-4o", 24, True, None)
+    usage = _meter(counter, request, [recorded_stream("chat_with_usage.sse")])
+    assert usage == TokenUsage(24, _n(o200k, CHAT_FULL_TEXT), "counted")
+
+
+def test_malformed_events_are_skipped(counter: TokenCounter, o200k: tiktoken.Encoding) -> None:
+    stream = b"".join(
+        [
+            b": comment\n\n",
+            b"retry: 1000\nid: 7\nevent: odd\n\n",
+            b"data: {not json}\n\n",
+            b"data: [1, 2, 3]\n\n",
+            b'data: "a string"\n\n',
+            b"data\n\n",
+            b'data:{"choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n',
+            b'data: {"choices":[{"index":0,"delta":{"content":5}}]}\n\n',
+            b'data: {"choices":"nope","usage":"nope"}\n\n',
+            b'data: {"choices":[{"index":0,\n',  # one JSON event over two data lines
+            b'data: "delta":{"content":"lo world"}}]}\n\n',
+            b"\xff\xfe garbage bytes \xc3\n\n",
+            b'data: {"choices":[{"index":0,"delta":{"content":"!"}}]}',  # ends with no blank line
+        ]
+    )
+    request = RequestTokens("chat", "gpt-4o", 9, True, None)
+    for offset in range(len(stream) + 1):
+        usage = _meter(counter, request, [stream[:offset], stream[offset:]])
+        assert usage == TokenUsage(9, _n(o200k, "Hello world!"), "counted"), offset
+
+
+def test_overlong_lines_are_dropped_not_buffered() -> None:
+    payloads: list[bytes] = []
+    decoder = SseDecoder(payloads.append, max_line_bytes=64)
+    decoder.feed(b"data: first\n\n")
+    decoder.feed(b"data: " + b"x" * 50)
+    decoder.feed(b"y" * 50)  # past the limit: this line is dropped
+    decoder.feed(b"z" * 10_000)
+    decoder.feed(b"\n\ndata: after\n\n")
+    decoder.close()
+    assert payloads == [b"first", b"after"]
+
+
+def test_long_outputs_are_counted_in_folds_without_drift(o200k: tiktoken.Encoding) -> None:
+    counter = TokenCounter()
+    request = RequestTokens("completions", "gpt-4o", 1, True, None)
+    meter = counter.meter(request, "text/event-stream")
+    words = [f" word{i % 97}" for i in range(400_000)]  # about 3 MiB of text
+    for start in range(0, len(words), 50):
+        delta = "".join(words[start : start + 50])
+        meter.feed(b'data: {"choices":[{"index":0,"text":"' + delta.encode() + b'"}]}\n\n')
+    assert meter.finish() == TokenUsage(1, _n(o200k, "".join(words)), "counted")
