@@ -1,0 +1,96 @@
+"""The ``[proxy]`` table: where the guarded proxy forwards, and with which key."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from budget_guard.proxy import UpstreamProxy
+from budget_guard.window import ConfigError
+
+_KNOWN = {
+    "upstream_url",
+    "upstream_api_key",
+    "upstream_api_key_env",
+    "auth_style",
+    "transport",
+    "timeout_seconds",
+    "connect_timeout_seconds",
+    "max_connections",
+}
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    upstream_url: str | None = None
+    """Base URL without ``/v1`` (the request path is appended as is). None: the demo."""
+    upstream_api_key: str | None = field(default=None, repr=False)
+    auth_style: str = "bearer"
+    transport: str = "aiohttp"
+    timeout_seconds: float = 600.0
+    connect_timeout_seconds: float = 10.0
+    max_connections: int = 100
+
+    @classmethod
+    def from_table(
+        cls, table: Mapping[str, Any], env: Mapping[str, str] | None = None
+    ) -> ProxySettings:
+        env = os.environ if env is None else env
+        for key in table:
+            if key not in _KNOWN:
+                raise ConfigError(f"proxy.{key}: unknown key")
+        url = table.get("upstream_url")
+        if url is not None and (
+            not isinstance(url, str) or not url.startswith(("http://", "https://"))
+        ):
+            raise ConfigError("proxy.upstream_url: must be an http:// or https:// URL")
+        key = table.get("upstream_api_key")
+        key_env = table.get("upstream_api_key_env")
+        if key is not None and not isinstance(key, str):
+            raise ConfigError("proxy.upstream_api_key: must be a string")
+        if key is None and key_env is not None:
+            if not isinstance(key_env, str) or key_env not in env:
+                raise ConfigError(
+                    f"proxy.upstream_api_key_env: the environment variable {key_env!r} is not set"
+                )
+            key = env[key_env]
+        style = table.get("auth_style", "bearer")
+        if style not in {"bearer", "x-api-key"}:
+            raise ConfigError('proxy.auth_style: must be "bearer" or "x-api-key"')
+        transport = table.get("transport", "aiohttp")
+        if transport not in {"aiohttp", "httpx"}:
+            raise ConfigError('proxy.transport: must be "aiohttp" or "httpx"')
+        timeouts = {}
+        for name, default in (("timeout_seconds", 600.0), ("connect_timeout_seconds", 10.0)):
+            value = table.get(name, default)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"proxy.{name}: must be a positive number of seconds")
+            timeouts[name] = float(value)
+        connections = table.get("max_connections", 100)
+        if isinstance(connections, bool) or not isinstance(connections, int) or connections < 1:
+            raise ConfigError("proxy.max_connections: must be a whole number >= 1")
+        return cls(
+            upstream_url=url,
+            upstream_api_key=key,
+            auth_style=style,
+            transport=transport,
+            max_connections=connections,
+            **timeouts,
+        )
+
+    def build(self, upstream_url: str | None = None) -> UpstreamProxy:
+        url = upstream_url or self.upstream_url
+        if url is None:
+            raise ConfigError("proxy.upstream_url: not set (or run with --demo)")
+        return UpstreamProxy(
+            url,
+            api_key=self.upstream_api_key,
+            auth_style=self.auth_style,
+            transport=self.transport,
+            timeout=httpx.Timeout(self.timeout_seconds, connect=self.connect_timeout_seconds),
+            max_connections=self.max_connections,
+        )
