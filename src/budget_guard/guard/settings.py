@@ -1,0 +1,113 @@
+"""The ``[guard]`` table: how the middleware guards the proxy path."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from budget_guard.window import ConfigError
+
+_KNOWN = {
+    "paths",
+    "strict",
+    "default_reservation",
+    "on_store_error",
+    "journal_size",
+    "max_body_bytes",
+    "prefer_upstream_usage",
+    "default_encoding",
+    "dedupe_seconds",
+    "company_header",
+    "body_timeout_seconds",
+    "snapshot_cache_seconds",
+}
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    paths: tuple[str, ...] = ("/v1/",)
+    """Path prefixes the guard counts and enforces; everything else passes untouched."""
+    strict: bool = False
+    """Reserve the estimated cost before forwarding, settle afterwards (see README)."""
+    default_reservation: int = 4096
+    """Output tokens assumed in strict mode when a request names no max_tokens."""
+    on_store_error: str = "open"
+    """"open": serve and journal the usage; "closed": answer 503."""
+    journal_size: int = 100_000
+    max_body_bytes: int = 10 * 1024 * 1024
+    prefer_upstream_usage: bool = True
+    default_encoding: str = "o200k_base"
+    dedupe_seconds: float = 600.0
+    """How long a recording's retry key lives in a remote store, so that a retry after an
+    ambiguous failure (reply lost) is not counted twice. 0 turns the keys off."""
+    company_header: str = "x-budget-company-id"
+    """Lets an admin key charge a named company on the proxy path."""
+    body_timeout_seconds: float = 60.0
+    """The longest a request body may take to arrive. The server in front waits for a body
+    forever, so without it a client that trickles or stalls its upload holds a connection and
+    a task for as long as it likes; past it the guard answers 408 and closes the connection."""
+    snapshot_cache_seconds: float = 1.0
+    """Non-strict mode on a remote store: a company this process saw within budget this
+    recently, with room for the request's whole estimate, is admitted without reading the
+    store again (a round trip that is most of the guard's cost). It widens the non-strict
+    overshoot by what other workers record in that time. 0 reads the store every time."""
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> GuardSettings:
+        for key in table:
+            if key not in _KNOWN:
+                raise ConfigError(f"guard.{key}: unknown key")
+        defaults = cls()
+        paths = table.get("paths", list(defaults.paths))
+        if (
+            not isinstance(paths, list)
+            or not paths
+            or not all(isinstance(p, str) and p.startswith("/") for p in paths)
+        ):
+            raise ConfigError('guard.paths: must be a list of path prefixes such as ["/v1/"]')
+        mode = table.get("on_store_error", defaults.on_store_error)
+        if mode not in {"open", "closed"}:
+            raise ConfigError('guard.on_store_error: must be "open" or "closed"')
+        encoding = table.get("default_encoding", defaults.default_encoding)
+        if not isinstance(encoding, str) or not encoding:
+            raise ConfigError("guard.default_encoding: must be an encoding name")
+        timeout = table.get("body_timeout_seconds", defaults.body_timeout_seconds)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise ConfigError("guard.body_timeout_seconds: must be a positive number of seconds")
+        cache = table.get("snapshot_cache_seconds", defaults.snapshot_cache_seconds)
+        if isinstance(cache, bool) or not isinstance(cache, int | float) or not cache >= 0:
+            raise ConfigError("guard.snapshot_cache_seconds: must be a number of seconds >= 0")
+        header = table.get("company_header", defaults.company_header)
+        if not isinstance(header, str) or not header:
+            raise ConfigError("guard.company_header: must be a header name")
+        return cls(
+            paths=tuple(paths),
+            strict=_flag(table, "strict", defaults.strict),
+            default_reservation=_whole(table, "default_reservation", defaults.default_reservation),
+            on_store_error=mode,
+            journal_size=_whole(table, "journal_size", defaults.journal_size, minimum=1),
+            max_body_bytes=_whole(table, "max_body_bytes", defaults.max_body_bytes, minimum=1),
+            prefer_upstream_usage=_flag(
+                table, "prefer_upstream_usage", defaults.prefer_upstream_usage
+            ),
+            default_encoding=encoding,
+            dedupe_seconds=float(_whole(table, "dedupe_seconds", int(defaults.dedupe_seconds))),
+            company_header=header.lower(),
+            body_timeout_seconds=float(timeout),
+            snapshot_cache_seconds=float(cache),
+        )
+
+
+def _flag(table: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"guard.{key}: must be true or false")
+    return value
+
+
+def _whole(table: Mapping[str, Any], key: str, default: int, *, minimum: int = 0) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"guard.{key}: must be a whole number >= {minimum}")
+    return value
