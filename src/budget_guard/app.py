@@ -1,0 +1,133 @@
+"""The complete guarded proxy, assembled from the library's parts.
+
+``examples/proxy_app.py`` shows the same assembly by hand; this module is what the
+``budget-guard`` command serves (and what its uvicorn workers import).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from budget_guard.auth import (
+    ApiKey,
+    ApiKeyAuthenticator,
+    Authenticator,
+    Role,
+    authenticator_from_config,
+)
+from budget_guard.config import Settings, load_settings
+from budget_guard.endpoint import EndpointSettings, UsageEndpoint
+from budget_guard.guard import BudgetGuardMiddleware, GuardSettings
+from budget_guard.ledger import Ledger
+from budget_guard.observability import (
+    FanOutEvents,
+    HealthChecks,
+    LogEvents,
+    ObservabilitySettings,
+    PrometheusEvents,
+    UsagePage,
+    instrument_ledger,
+)
+from budget_guard.proxy_settings import ProxySettings
+
+DEMO_COMPANY = uuid.UUID("00000000-0000-4000-8000-000000000001")
+DEMO_KEY_ENV = "BUDGET_GUARD_DEMO_KEY"
+UPSTREAM_ENV = "BUDGET_GUARD_DEMO_UPSTREAM_URL"
+
+
+@dataclass(frozen=True)
+class DemoKey:
+    """The key a config without ``[auth]`` runs with, printed in the start-up banner."""
+
+    key: str
+    company_id: uuid.UUID = DEMO_COMPANY
+
+
+def demo_key(env: dict[str, str] | os._Environ[str] | None = None) -> DemoKey:
+    env = os.environ if env is None else env
+    return DemoKey(env.get(DEMO_KEY_ENV) or f"bg-demo-{secrets.token_urlsafe(12)}")
+
+
+def build_authenticator(settings: Settings, demo: DemoKey | None) -> Authenticator:
+    if "auth" in settings.raw:
+        base = Path(settings.source).parent if settings.source else None
+        return authenticator_from_config(settings.table("auth"), base_dir=base)
+    if demo is None:
+        raise ValueError("no [auth] table and no demo key")
+    return ApiKeyAuthenticator([ApiKey(demo.key, demo.company_id, Role.USER, name="demo")])
+
+
+def build_app(
+    settings: Settings,
+    *,
+    upstream_url: str | None = None,
+    authenticator: Authenticator | None = None,
+    ledger: Ledger | None = None,
+    demo: DemoKey | None = None,
+) -> Starlette:
+    """The guarded proxy: usage endpoint + guard middleware + upstream proxy + health,
+    metrics and the usage page."""
+    observability = ObservabilitySettings.from_table(settings.table("observability"))
+    ledger = ledger or settings.ledger()
+    metrics = None
+    if observability.metrics:
+        metrics = PrometheusEvents(company_labels=observability.company_labels)
+        ledger = instrument_ledger(ledger, metrics)
+    authenticator = authenticator or build_authenticator(settings, demo)
+    guard = GuardSettings.from_table(settings.table("guard"))
+    endpoint_settings = EndpointSettings.from_table(settings.table("endpoint"))
+    proxy = ProxySettings.from_table(settings.table("proxy")).build(upstream_url)
+    events = FanOutEvents(metrics, LogEvents()) if metrics else LogEvents()
+    endpoint = UsageEndpoint(ledger, authenticator, settings=endpoint_settings, events=events)
+
+    health = HealthChecks(ledger)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await proxy.startup()
+        try:
+            yield
+        finally:
+            await proxy.aclose()
+            await ledger.aclose()
+
+    routes = [
+        Route("/healthz", health.healthz),
+        Route("/readyz", health.readyz),
+        Route(endpoint_settings.path + "/ui", UsagePage(ledger, authenticator).endpoint),
+    ]
+    if metrics is not None:
+        routes.append(Route(observability.metrics_path, metrics.endpoint))
+    for prefix in guard.paths:
+        routes.append(Route(prefix.rstrip("/") + "/{path:path}", proxy))
+    return Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(
+                BudgetGuardMiddleware,
+                ledger=ledger,
+                authenticator=authenticator,
+                settings=guard,
+                usage_endpoint=endpoint if endpoint_settings.enabled else False,
+                events=events,
+            )
+        ],
+        lifespan=lifespan,
+    )
+
+
+def app_from_env() -> Starlette:
+    """The factory each uvicorn worker calls (``--workers``): config from the environment."""
+    settings = load_settings()
+    demo = DemoKey(os.environ[DEMO_KEY_ENV]) if DEMO_KEY_ENV in os.environ else None
+    return build_app(settings, upstream_url=os.environ.get(UPSTREAM_ENV), demo=demo)
