@@ -121,6 +121,28 @@ def test_recorded_stream_one_byte_at_a_time(
 
 
 @pytest.mark.parametrize(("name", "request_tokens", "expected"), CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("ending", LINE_ENDINGS.values(), ids=LINE_ENDINGS.keys())
+def test_usage_is_final_at_the_terminal_event(
+    counter: TokenCounter,
+    name: str,
+    request_tokens: RequestTokens,
+    expected: TokenUsage,
+    ending: bytes,
+) -> None:
+    """SDKs stop reading at [DONE] / response.completed / message_stop, so the meter must know
+    the answer is whole there, with nothing but blank lines left, and no sooner."""
+    stream = _with_line_ending(recorded_stream(name), ending)
+    meter = counter.meter(request_tokens, "text/event-stream")
+    for offset in range(len(stream)):
+        meter.feed(stream[offset : offset + 1])
+        if meter.ended:
+            break
+    assert meter.ended
+    assert not stream[offset + 1 :].strip()
+    assert meter.finish() == expected
+
+
+@pytest.mark.parametrize(("name", "request_tokens", "expected"), CASES, ids=CASE_IDS)
 def test_stream_cut_at_every_byte_offset_never_fails(
     counter: TokenCounter, name: str, request_tokens: RequestTokens, expected: TokenUsage
 ) -> None:

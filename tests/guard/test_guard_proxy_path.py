@@ -11,6 +11,9 @@ import openai
 import pytest
 
 from budget_guard.counting import TokenCounter
+from budget_guard.counting.encoding_lookup import count_text, encoding_for_model
+from tests.proxy.servers import serve
+from tests.proxy.upstreams import LingeringStreamUpstream
 
 from .conftest import ADMIN_KEY, COMPANY_A, COMPANY_B, KEY_A, KEY_B, guarded_proxy
 
@@ -71,8 +74,27 @@ async def test_a_stream_without_usage_is_counted_with_tiktoken(demo_upstream_url
         counter = TokenCounter()
         body = json.dumps({"model": "gpt-4o-mini", "messages": CHAT, "stream": True}).encode()
         request = counter.count_request("/v1/chat/completions", body)
-        from budget_guard.counting.encoding_lookup import count_text, encoding_for_model
+        expected = request.input_tokens + count_text(encoding_for_model("gpt-4o-mini"), text)
+        assert await used(g.ledger) == expected
 
+
+async def test_a_stream_is_recorded_by_the_time_the_sdk_has_its_answer() -> None:
+    """The SDK stops at [DONE]; the upstream here keeps the response open for seconds after
+    it. Usage must already be in the ledger when the SDK returns, not when the body ends."""
+    text = "Counted at the terminal event."
+    with serve(LingeringStreamUpstream(text)) as upstream, guarded_proxy(upstream) as g:
+
+        def run() -> str:
+            stream = client(g.url).chat.completions.create(
+                model="gpt-4o-mini", messages=CHAT, stream=True
+            )
+            return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+        started = time.monotonic()
+        assert await asyncio.to_thread(run) == text
+        assert time.monotonic() - started < 2.0  # the SDK did not wait for the lingering end
+        body = json.dumps({"model": "gpt-4o-mini", "messages": CHAT, "stream": True}).encode()
+        request = TokenCounter().count_request("/v1/chat/completions", body)
         expected = request.input_tokens + count_text(encoding_for_model("gpt-4o-mini"), text)
         assert await used(g.ledger) == expected
 
@@ -235,8 +257,6 @@ async def test_a_client_that_leaves_mid_stream_pays_for_what_was_streamed(
             "/v1/chat/completions",
             json.dumps({"model": "gpt-4o-mini", "messages": CHAT, "stream": True}).encode(),
         )
-        from budget_guard.counting.encoding_lookup import count_text, encoding_for_model
-
         floor = request.input_tokens + count_text(encoding_for_model("gpt-4o-mini"), received)
         deadline = time.monotonic() + 10
         while await used(g.ledger) == 0 and time.monotonic() < deadline:

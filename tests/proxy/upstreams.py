@@ -134,6 +134,37 @@ class EndlessStreamUpstream:
             watcher.cancel()
 
 
+class LingeringStreamUpstream:
+    """Streams a chat completion up to ``data: [DONE]``, then keeps the response open for
+    ``linger`` seconds before ending it, as a slow upstream or proxy may: the OpenAI SDK has
+    its whole answer at [DONE] and stops reading there."""
+
+    def __init__(self, text: str, linger: float = 3.0) -> None:
+        self.text = text
+        self.linger = linger
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        await _read_body(receive)
+        await _start_event_stream(send)
+        chunk = {
+            "id": "chatcmpl-linger",
+            "object": "chat.completion.chunk",
+            "created": 1730000000,
+            "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "delta": {"content": self.text}, "finish_reason": None}],
+        }
+        events = b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n"
+        await send({"type": "http.response.body", "body": events, "more_body": True})
+        watcher = asyncio.create_task(_wait_for_disconnect(receive))
+        try:
+            await asyncio.wait([watcher], timeout=self.linger)
+        finally:
+            watcher.cancel()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 class BrokenStreamUpstream:
     """Starts an event stream, then drops the connection without finishing it."""
 

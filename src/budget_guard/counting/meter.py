@@ -58,6 +58,14 @@ class ResponseMeter:
             )
             self._reader = None
 
+    @property
+    def ended(self) -> bool:
+        """The response told its client it is complete (a stream's terminal event). SDKs stop
+        reading there and may close the connection before the body's last ASGI message, so
+        usage is final at this point, not only at the end of the body."""
+        collector = self._collector
+        return collector is not None and collector.ended
+
     def finish(self) -> TokenUsage:
         if self._result is None:
             try:

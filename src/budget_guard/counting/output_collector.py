@@ -24,6 +24,7 @@ class OutputCollector:
         "_folded_tokens",
         "_load_encoding",
         "_pieces",
+        "ended",
         "usage",
     )
 
@@ -34,6 +35,9 @@ class OutputCollector:
         self._buffered_chars = 0
         self._folded_tokens = 0
         self.usage = UsageReport()
+        # The stream sent its terminal event ([DONE], response.completed, message_stop): the
+        # client has its whole answer now, whether or not the connection closes soon after.
+        self.ended = False
 
     def add_text(self, key: Hashable, text: object) -> None:
         if not isinstance(text, str) or not text:

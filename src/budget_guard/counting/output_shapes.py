@@ -148,6 +148,7 @@ def _add_responses_event(collector: OutputCollector, kind: str, event: dict[str,
         if isinstance(item, dict) and item.get("type") in ("function_call", "custom_tool_call"):
             collector.add_text(("out", output_index, "name"), item.get("name"))
     elif kind in ("response.completed", "response.incomplete", "response.failed"):
+        collector.ended = True
         response = event.get("response")
         usage = response.get("usage") if isinstance(response, dict) else None
         if isinstance(usage, dict):
@@ -181,4 +182,7 @@ def _add_anthropic_event(collector: OutputCollector, kind: str, event: dict[str,
         if isinstance(usage, dict):
             collector.usage.merge(usage, final=True)
         return True
-    return kind in ("message_stop", "content_block_stop", "ping", "error")
+    if kind == "message_stop":
+        collector.ended = True
+        return True
+    return kind in ("content_block_stop", "ping", "error")

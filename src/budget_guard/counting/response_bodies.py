@@ -82,6 +82,7 @@ class EventStream:
 
     def _on_data(self, payload: bytes) -> None:
         if payload == _DONE:
+            self._collector.ended = True
             return
         try:
             event = orjson.loads(payload)

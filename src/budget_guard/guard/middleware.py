@@ -417,9 +417,10 @@ class BudgetGuardMiddleware:
                 chunk = message.get("body", b"")
                 meter.feed(chunk)
                 remaining -= len(chunk)
-                if remaining == 0 or not message.get("more_body", False):
-                    # Record before the last byte leaves, so a client that has its answer
-                    # and then asks for its usage sees this request in it.
+                if remaining == 0 or not message.get("more_body", False) or meter.ended:
+                    # Record before the client has its whole answer (the last byte, or a
+                    # stream's terminal event such as [DONE], where the OpenAI SDK stops
+                    # reading), so a client that then asks for its usage sees this request.
                     await record_once()
             await send(message)
 
