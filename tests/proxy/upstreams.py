@@ -165,6 +165,46 @@ class LingeringStreamUpstream:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+class ReasoningStreamUpstream:
+    """A reasoning model's chat stream, shaped as OpenAI sends it: the visible ``text`` is a
+    few tokens, but it reports ``reasoning_tokens`` more as completion tokens, and only when
+    the request sets ``stream_options.include_usage`` (then with ``"usage": null`` on every
+    other chunk). ``bodies`` keeps each request body it received."""
+
+    def __init__(self, text: str, *, prompt_tokens: int = 12, reasoning_tokens: int = 600):
+        self.text = text
+        self.prompt_tokens = prompt_tokens
+        self.reasoning_tokens = reasoning_tokens
+        self.bodies: list[dict[str, object]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request = orjson.loads(await _read_body(receive))
+        self.bodies.append(request)
+        options = request.get("stream_options") or {}
+        with_usage = options.get("include_usage") is True
+        await _start_event_stream(send)
+        base = {"id": "chatcmpl-r", "object": "chat.completion.chunk", "model": "o3"}
+        if with_usage:
+            base["usage"] = None
+        for delta, reason in (({"content": self.text}, None), ({}, "stop")):
+            choice = {"index": 0, "delta": delta, "finish_reason": reason}
+            event = b"data: " + orjson.dumps({**base, "choices": [choice]}) + b"\n\n"
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        if with_usage:
+            completion = 5 + self.reasoning_tokens
+            usage = {
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": completion,
+                "total_tokens": self.prompt_tokens + completion,
+                "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+            }
+            event = b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n"
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+
 class BrokenStreamUpstream:
     """Starts an event stream, then drops the connection without finishing it."""
 

@@ -34,6 +34,7 @@ from budget_guard.events import NO_EVENTS, GuardEvents
 from budget_guard.guard.journal import PendingUsage, UsageJournal
 from budget_guard.guard.replies import budget_headers, send_budget_exceeded
 from budget_guard.guard.settings import GuardSettings
+from budget_guard.guard.stream_usage import ASKS_FOR_USAGE, UsageChunkRemover, ask_for_usage
 from budget_guard.ledger import Ledger
 from budget_guard.openai_errors import DOT_SEGMENT_MESSAGE, has_dot_segment, send_openai_error
 from budget_guard.snapshot import UsageSnapshot
@@ -96,6 +97,7 @@ class BudgetGuardMiddleware:
             usage_endpoint = UsageEndpoint(ledger, authenticator, events=events)
         self.usage_endpoint = usage_endpoint or None
         self._prefixes = self.settings.paths
+        self._ask_stream_usage = self.settings.request_stream_usage
         remote = getattr(ledger.store, "remote", False)
         self._dedupe_ttl = self.settings.dedupe_seconds if remote else 0.0
         # An in-process store answers a read in microseconds and is exact: nothing to save.
@@ -374,8 +376,19 @@ class BudgetGuardMiddleware:
         body_sent = False
         status = 0
         meter: ResponseMeter | None = None
+        remover: UsageChunkRemover | None = None
         extra_headers = budget_headers(snapshot)
         forwarded_at = time.perf_counter()
+        # The meter reads the response as it passes, so it must not be compressed: the app
+        # (or a GZip middleware inside it) sees a client that accepts identity only.
+        headers = [(k, v) for k, v in scope["headers"] if k != b"accept-encoding"]
+        asked = None
+        if request.stream and request.kind in ASKS_FOR_USAGE and self._ask_stream_usage:
+            asked = ask_for_usage(body)
+            if asked is not None:
+                body = asked
+                headers = [(k, v) for k, v in headers if k != b"content-length"]
+                headers.append((b"content-length", str(len(body)).encode()))
 
         async def replay_receive() -> Message:
             nonlocal body_sent
@@ -398,7 +411,7 @@ class BudgetGuardMiddleware:
         remaining = -1
 
         async def metered_send(message: Message) -> None:
-            nonlocal status, meter, remaining
+            nonlocal status, meter, remaining, remover
             kind = message["type"]
             if kind == "http.response.start":
                 status = message["status"]
@@ -410,6 +423,13 @@ class BudgetGuardMiddleware:
                     elif lowered == b"content-length" and value.isdigit():
                         remaining = int(value)
                 meter = self.counter.meter(request, content_type)
+                if (
+                    asked is not None
+                    and remaining < 0
+                    and content_type is not None
+                    and content_type.startswith("text/event-stream")
+                ):
+                    remover = UsageChunkRemover()
                 self.events.upstream_answered(status, time.perf_counter() - forwarded_at)
                 if extra_headers:
                     message = {**message, "headers": [*message.get("headers", ()), *extra_headers]}
@@ -422,11 +442,14 @@ class BudgetGuardMiddleware:
                     # stream's terminal event such as [DONE], where the OpenAI SDK stops
                     # reading), so a client that then asks for its usage sees this request.
                     await record_once()
+                if remover is not None:
+                    more_body = message.get("more_body", False)
+                    shown = remover.feed(chunk, last=not more_body)
+                    if not shown and more_body:
+                        return
+                    message = {**message, "body": shown}
             await send(message)
 
-        # The meter reads the response as it passes, so it must not be compressed: the app
-        # (or a GZip middleware inside it) sees a client that accepts identity only.
-        headers = [(k, v) for k, v in scope["headers"] if k != b"accept-encoding"]
         try:
             await self.app({**scope, "headers": headers}, replay_receive, metered_send)
         finally:

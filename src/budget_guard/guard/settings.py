@@ -21,6 +21,7 @@ _KNOWN = {
     "company_header",
     "body_timeout_seconds",
     "snapshot_cache_seconds",
+    "request_stream_usage",
 }
 
 
@@ -52,6 +53,11 @@ class GuardSettings:
     recently, with room for the request's whole estimate, is admitted without reading the
     store again (a round trip that is most of the guard's cost). It widens the non-strict
     overshoot by what other workers record in that time. 0 reads the store every time."""
+
+    request_stream_usage: bool = False
+    """Ask the upstream for usage on streamed chat and completion requests that did not
+    (``stream_options.include_usage``) and hide the extra usage chunk from the client, so
+    reasoning tokens are charged too. Off by default: it changes the body sent upstream."""
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> GuardSettings:
@@ -96,6 +102,9 @@ class GuardSettings:
             company_header=header.lower(),
             body_timeout_seconds=float(timeout),
             snapshot_cache_seconds=float(cache),
+            request_stream_usage=_flag(
+                table, "request_stream_usage", defaults.request_stream_usage
+            ),
         )
 
 
