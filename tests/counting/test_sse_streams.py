@@ -8,6 +8,7 @@ Messages and legacy Completions.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -82,32 +83,49 @@ def _meter(counter: TokenCounter, request: RequestTokens, pieces: Iterable[bytes
     return meter.finish()
 
 
-@pytest.mark.parametrize(("name", "request_tokens", "expected"), CASES, ids=CASE_IDS)
-@pytest.mark.parametrize("ending", LINE_ENDINGS.values(), ids=LINE_ENDINGS.keys())
-def test_recorded_stream_whole(
-    counter: TokenCounter,
-    name: str,
-    request_tokens: RequestTokens,
-    expected: TokenUsage,
-    ending: bytes,
-) -> None:
-    stream = _with_line_ending(recorded_stream(name), ending)
-    assert _meter(counter, request_tokens, [stream]) == expected
+@dataclass(frozen=True)
+class Recorded:
+    stream: bytes
+    request: RequestTokens
+    expected: TokenUsage
 
 
-@pytest.mark.parametrize(("name", "request_tokens", "expected"), CASES, ids=CASE_IDS)
-@pytest.mark.parametrize("ending", LINE_ENDINGS.values(), ids=LINE_ENDINGS.keys())
+@pytest.fixture(
+    params=[(case, ending) for case in CASES for ending in LINE_ENDINGS],
+    ids=[f"{name}-{ending}" for name, _, _ in CASES for ending in LINE_ENDINGS],
+)
+def recorded(request: pytest.FixtureRequest) -> Recorded:
+    """Each recorded stream, with each kind of line ending."""
+    (name, request_tokens, expected), ending = request.param
+    stream = _with_line_ending(recorded_stream(name), LINE_ENDINGS[ending])
+    return Recorded(stream, request_tokens, expected)
+
+
+def test_recorded_stream_whole(counter: TokenCounter, recorded: Recorded) -> None:
+    assert _meter(counter, recorded.request, [recorded.stream]) == recorded.expected
+
+
 def test_recorded_stream_split_at_every_byte_offset(
-    counter: TokenCounter,
-    name: str,
-    request_tokens: RequestTokens,
-    expected: TokenUsage,
-    ending: bytes,
+    counter: TokenCounter, recorded: Recorded
 ) -> None:
-    stream = _with_line_ending(recorded_stream(name), ending)
+    stream = recorded.stream
     for offset in range(len(stream) + 1):
-        usage = _meter(counter, request_tokens, [stream[:offset], stream[offset:]])
-        assert usage == expected, f"split at byte {offset}"
+        usage = _meter(counter, recorded.request, [stream[:offset], stream[offset:]])
+        assert usage == recorded.expected, f"split at byte {offset}"
+
+
+def test_usage_is_final_at_the_terminal_event(counter: TokenCounter, recorded: Recorded) -> None:
+    """SDKs stop reading at [DONE] / response.completed / message_stop, so the meter must know
+    the answer is whole there, with nothing but blank lines left, and no sooner."""
+    stream = recorded.stream
+    meter = counter.meter(recorded.request, "text/event-stream")
+    for offset in range(len(stream)):
+        meter.feed(stream[offset : offset + 1])
+        if meter.ended:
+            break
+    assert meter.ended
+    assert not stream[offset + 1 :].strip()
+    assert meter.finish() == recorded.expected
 
 
 @pytest.mark.parametrize(("name", "request_tokens", "expected"), CASES, ids=CASE_IDS)
@@ -118,28 +136,6 @@ def test_recorded_stream_one_byte_at_a_time(
     assert _meter(counter, request_tokens, (stream[i : i + 1] for i in range(len(stream)))) == (
         expected
     )
-
-
-@pytest.mark.parametrize(("name", "request_tokens", "expected"), CASES, ids=CASE_IDS)
-@pytest.mark.parametrize("ending", LINE_ENDINGS.values(), ids=LINE_ENDINGS.keys())
-def test_usage_is_final_at_the_terminal_event(
-    counter: TokenCounter,
-    name: str,
-    request_tokens: RequestTokens,
-    expected: TokenUsage,
-    ending: bytes,
-) -> None:
-    """SDKs stop reading at [DONE] / response.completed / message_stop, so the meter must know
-    the answer is whole there, with nothing but blank lines left, and no sooner."""
-    stream = _with_line_ending(recorded_stream(name), ending)
-    meter = counter.meter(request_tokens, "text/event-stream")
-    for offset in range(len(stream)):
-        meter.feed(stream[offset : offset + 1])
-        if meter.ended:
-            break
-    assert meter.ended
-    assert not stream[offset + 1 :].strip()
-    assert meter.finish() == expected
 
 
 @pytest.mark.parametrize(("name", "request_tokens", "expected"), CASES, ids=CASE_IDS)
