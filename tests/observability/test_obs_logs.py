@@ -65,9 +65,10 @@ def test_a_record_is_one_json_line_with_its_fields() -> None:
             raise RuntimeError("Authorization: Bearer leaked-token-123")
         except RuntimeError:
             logger.exception("failed")
+        logger.warning("with a stack", stack_info=True)
     finally:
         logger.removeHandler(handler)
-    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    first, second, third = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["level"] == "warning"
     assert first["logger"] == "budget_guard.test_shape"
     assert first["time"].endswith("Z")
@@ -78,6 +79,10 @@ def test_a_record_is_one_json_line_with_its_fields() -> None:
     assert "RuntimeError" in second["exception"]
     assert "leaked-token-123" not in second["exception"]
     assert "Bearer ***" in second["exception"]
+    # One line saying what and where, never a stack trace.
+    assert "Traceback" not in second["exception"] and "\n" not in second["exception"]
+    assert "test_obs_logs.py" in second["exception"]
+    assert third["message"] == "with a stack" and "stack" not in third
 
 
 def test_redactor_masks_credential_shapes_and_known_values() -> None:

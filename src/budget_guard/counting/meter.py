@@ -8,6 +8,7 @@ from typing import Protocol
 from budget_guard.counting.output_collector import OutputCollector
 from budget_guard.counting.results import RequestTokens, TokenUsage
 from budget_guard.counting.routes import EMBEDDINGS
+from budget_guard.failure import describe
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +53,11 @@ class ResponseMeter:
             return
         try:
             reader.feed(chunk)
-        except Exception:
-            logger.exception(
-                "metering a %s response failed; keeping what was read", self._request.kind
+        except Exception as error:
+            logger.error(
+                "metering a %s response failed (%s); keeping what was read",
+                self._request.kind,
+                describe(error),
             )
             self._reader = None
 
@@ -70,8 +73,12 @@ class ResponseMeter:
         if self._result is None:
             try:
                 self._result = self._measure()
-            except Exception:
-                logger.exception("metering a %s response failed at its end", self._request.kind)
+            except Exception as error:
+                logger.error(
+                    "metering a %s response failed at its end (%s)",
+                    self._request.kind,
+                    describe(error),
+                )
                 self._result = TokenUsage(self._request.input_tokens, 0, COUNTED)
         return self._result
 

@@ -20,7 +20,6 @@ detail.
 from __future__ import annotations
 
 import logging
-import traceback
 from urllib.parse import parse_qsl
 from uuid import UUID
 
@@ -60,6 +59,7 @@ from budget_guard.endpoint.responses import (
 )
 from budget_guard.endpoint.settings import EndpointSettings
 from budget_guard.events import NO_EVENTS, GuardEvents
+from budget_guard.failure import describe
 from budget_guard.ledger import Ledger
 from budget_guard.stores import (
     IdempotencyConflict,
@@ -185,14 +185,13 @@ class UsageEndpoint:
         except ClientDisconnected:
             return
         except Exception as error:
-            # Frames only: an exception's message may quote a header or a body (a host's
-            # session hook, say), and nothing a client sent may reach the log.
+            # Type and place only: an exception's message may quote a header or a body (a
+            # host's session hook, say), and nothing a client sent may reach the log.
             logger.error(
-                "unexpected %s answering %s %s; traceback (most recent call last):\n%s",
-                type(error).__name__,
+                "unexpected %s answering %s %s",
+                describe(error),
                 scope["method"],
                 scope.get("path", ""),
-                "".join(traceback.format_tb(error.__traceback__)).rstrip(),
             )
             reply = error_reply(500, INTERNAL_SERVER_ERROR, "Internal Server Error", fmt, case)
         await reply.send(send, head_only=head_only)

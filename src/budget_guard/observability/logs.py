@@ -26,6 +26,7 @@ import orjson
 
 from budget_guard.config import Settings
 from budget_guard.events import GuardEvents
+from budget_guard.failure import describe
 
 __all__ = [
     "JsonLogFormatter",
@@ -126,12 +127,13 @@ class JsonLogFormatter(logging.Formatter):
         for name, value in vars(record).items():
             if name not in _RECORD_ATTRIBUTES and not name.startswith("_") and name not in line:
                 line[name] = self._redact.value(name, value)
-        if record.exc_info:
-            line["exception"] = self._redact(self.formatException(record.exc_info))
+        # One line about an exception, never its stack trace (see budget_guard.failure);
+        # stack_info, which is nothing but a trace, is left out.
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            line["exception"] = self._redact(f"{describe(error)}: {error}")
         elif record.exc_text:
-            line["exception"] = self._redact(record.exc_text)
-        if record.stack_info:
-            line["stack"] = self._redact(self.formatStack(record.stack_info))
+            line["exception"] = self._redact(record.exc_text.strip().splitlines()[-1])
         return orjson.dumps(line, default=str).decode()
 
 

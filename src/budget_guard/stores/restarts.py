@@ -23,6 +23,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from budget_guard.failure import describe
+
 log = logging.getLogger("budget_guard.stores.redis")
 
 # One round trip: the marker as it stands, writing a fresh one when it is missing.
@@ -85,8 +87,8 @@ class RestartWatch:
             await self.check()
         except (RedisError, OSError):
             self.store_failed()
-        except Exception:  # a background task must never die with an unread error
-            log.exception("checking whether redis restarted empty failed")
+        except Exception as error:  # a background task must never die with an unread error
+            log.error("checking whether redis restarted empty failed: %s", describe(error))
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
