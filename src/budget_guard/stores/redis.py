@@ -23,6 +23,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from budget_guard.clock import Clock, system_clock
+from budget_guard.failure import describe
 from budget_guard.snapshot import UsageSnapshot
 from budget_guard.stores.base import (
     Dedupe,
@@ -195,6 +196,12 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             self._restarts.store_failed()
             raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from None
+        except Exception as exc:
+            # The client library's own failures (redis-py's cluster client has raised
+            # AttributeError on a connection dropped under a burst) are the store failing:
+            # fail-open journals, fail-closed answers 503; never a 500.
+            self._restarts.store_failed()
+            raise StoreUnavailable(f"redis client failed: {describe(exc)}") from None
         self._restarts.store_answered()
         if isinstance(reply, str):  # the common case: "status used reserved frees"
             return [*reply.split(" "), ""]

@@ -1,0 +1,83 @@
+"""The guard on a real 3-node Redis Cluster while the node holding a company's keys freezes:
+fail-open serves, journals what it could not record, and replays it exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import uuid
+
+import httpx
+
+from budget_guard.stores import RedisStore
+from budget_guard.window import Window
+from tests.redis_servers import RedisCluster, RedisServer
+
+from .conftest import COMPANY_A, KEY_A, guarded_proxy
+
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}
+AUTH = {"Authorization": f"Bearer {KEY_A}"}
+
+
+def _node_holding(cluster: RedisCluster, company: uuid.UUID) -> RedisServer:
+    """The node serving the slot of ``company``'s hash tag, read from ``CLUSTER NODES``
+    (one line per node: ``id ip:port@cport flags master - ... connected 0-5460 ...``)."""
+
+    def ask(*command: str) -> str:
+        port = str(cluster.nodes[0].port)
+        done = subprocess.run(["redis-cli", "-p", port, *command], capture_output=True, text=True)
+        return done.stdout.strip()
+
+    slot = int(ask("cluster", "keyslot", f"{{{company}}}"))
+    for line in ask("cluster", "nodes").splitlines():
+        fields = line.split()
+        port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+        for served in fields[8:]:
+            low, _, high = served.partition("-")
+            if low.isdigit() and int(low) <= slot <= int(high or low):
+                return next(node for node in cluster.nodes if node.port == port)
+    raise AssertionError(f"no node serves slot {slot}")
+
+
+async def test_a_frozen_node_loses_and_doubles_nothing(demo_upstream_url: str) -> None:
+    prefix = f"t{uuid.uuid4().hex[:6]}:"
+    with RedisCluster() as cluster:
+        frozen = _node_holding(cluster, COMPANY_A)
+        store = RedisStore.from_url(
+            cluster.url, Window(30), cluster=True, prefix=prefix, socket_timeout=0.5
+        )
+        with guarded_proxy(demo_upstream_url, store=store) as g:
+            async with httpx.AsyncClient(base_url=g.url, timeout=30) as http:
+
+                async def burst(n: int) -> int:
+                    answers = await asyncio.gather(
+                        *(
+                            http.post("/v1/chat/completions", headers=AUTH, json=CHAT)
+                            for _ in range(n)
+                        )
+                    )
+                    assert all(a.status_code == 200 for a in answers), "fail-open must serve"
+                    return sum(a.json()["usage"]["total_tokens"] for a in answers)
+
+                total = await burst(20)
+                assert frozen.proc is not None
+                os.kill(frozen.proc.pid, signal.SIGSTOP)  # shorter than the node timeout
+                try:
+                    total += await burst(20)
+                finally:
+                    os.kill(frozen.proc.pid, signal.SIGCONT)
+                middleware = g.middleware()
+                assert middleware is not None and len(middleware.journal) > 0
+                total += await burst(5)
+                for _ in range(200):
+                    if len(middleware.journal) == 0:
+                        break
+                    await asyncio.sleep(0.05)
+                assert len(middleware.journal) == 0, "the journal was not replayed"
+        # A reader of its own: the server's client belongs to the server's event loop.
+        reader = RedisStore.from_url(cluster.url, Window(30), cluster=True, prefix=prefix)
+        snapshot = await reader.read(COMPANY_A, 1_000_000)
+        await reader.aclose()
+    assert snapshot.tokens_used == total, "every token, once, from before, during and after"
