@@ -3,11 +3,13 @@ uvicorn on loopback, so requests cross real sockets as they do in production."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -93,3 +95,38 @@ def guarded_proxy(
     )
     with serve(guarded) as url:
         yield Guarded(url, ledger, lambda: holder[0] if holder else None)
+
+
+FAIL_OPEN_CHAT = {
+    "model": "gpt-4o-mini",
+    "messages": [{"role": "user", "content": "Hi"}],
+    "max_tokens": 5,
+}
+
+
+async def served_burst(http: httpx.AsyncClient, n: int) -> int:
+    """``n`` concurrent chats as company A, every one of which must be served (fail-open
+    serves through a store outage); the tokens the upstream reported for them."""
+    answers = await asyncio.gather(
+        *(
+            http.post(
+                "/v1/chat/completions",
+                headers={"Authorization": f"Bearer {KEY_A}"},
+                json=FAIL_OPEN_CHAT,
+            )
+            for _ in range(n)
+        )
+    )
+    assert all(a.status_code == 200 for a in answers), "fail-open must serve"
+    return sum(a.json()["usage"]["total_tokens"] for a in answers)
+
+
+async def journal_replayed(guarded: Guarded) -> None:
+    """Waits (up to 10 s) for the fail-open journal to be written to the store."""
+    middleware = guarded.middleware()
+    assert middleware is not None
+    for _ in range(200):
+        if len(middleware.journal) == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the journal was not replayed")

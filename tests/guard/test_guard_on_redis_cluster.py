@@ -3,7 +3,6 @@ fail-open serves, journals what it could not record, and replays it exactly once
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -15,10 +14,7 @@ from budget_guard.stores import RedisStore
 from budget_guard.window import Window
 from tests.redis_servers import RedisCluster, RedisServer
 
-from .conftest import COMPANY_A, KEY_A, guarded_proxy
-
-CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}
-AUTH = {"Authorization": f"Bearer {KEY_A}"}
+from .conftest import COMPANY_A, guarded_proxy, journal_replayed, served_burst
 
 
 def _node_holding(cluster: RedisCluster, company: uuid.UUID) -> RedisServer:
@@ -50,32 +46,17 @@ async def test_a_frozen_node_loses_and_doubles_nothing(demo_upstream_url: str) -
         )
         with guarded_proxy(demo_upstream_url, store=store) as g:
             async with httpx.AsyncClient(base_url=g.url, timeout=30) as http:
-
-                async def burst(n: int) -> int:
-                    answers = await asyncio.gather(
-                        *(
-                            http.post("/v1/chat/completions", headers=AUTH, json=CHAT)
-                            for _ in range(n)
-                        )
-                    )
-                    assert all(a.status_code == 200 for a in answers), "fail-open must serve"
-                    return sum(a.json()["usage"]["total_tokens"] for a in answers)
-
-                total = await burst(20)
+                total = await served_burst(http, 20)
                 assert frozen.proc is not None
                 os.kill(frozen.proc.pid, signal.SIGSTOP)  # shorter than the node timeout
                 try:
-                    total += await burst(20)
+                    total += await served_burst(http, 20)
                 finally:
                     os.kill(frozen.proc.pid, signal.SIGCONT)
                 middleware = g.middleware()
                 assert middleware is not None and len(middleware.journal) > 0
-                total += await burst(5)
-                for _ in range(200):
-                    if len(middleware.journal) == 0:
-                        break
-                    await asyncio.sleep(0.05)
-                assert len(middleware.journal) == 0, "the journal was not replayed"
+                total += await served_burst(http, 5)
+                await journal_replayed(g)
         # A reader of its own: the server's client belongs to the server's event loop.
         reader = RedisStore.from_url(cluster.url, Window(30), cluster=True, prefix=prefix)
         snapshot = await reader.read(COMPANY_A, 1_000_000)

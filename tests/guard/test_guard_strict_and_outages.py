@@ -14,7 +14,7 @@ from budget_guard.stores import RedisStore
 from budget_guard.window import Window
 from tests.redis_servers import RedisServer
 
-from .conftest import COMPANY_A, KEY_A, guarded_proxy
+from .conftest import COMPANY_A, KEY_A, guarded_proxy, journal_replayed, served_burst
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}
 AUTH = {"Authorization": f"Bearer {KEY_A}"}
@@ -63,29 +63,14 @@ async def test_fail_open_serves_through_a_redis_outage_and_loses_nothing(
         store = RedisStore.from_url(redis.url, Window(30), prefix=prefix, socket_timeout=0.5)
         with guarded_proxy(demo_upstream_url, store=store) as g:
             async with httpx.AsyncClient(base_url=g.url, timeout=30) as http:
-
-                async def burst(n: int) -> int:
-                    answers = await asyncio.gather(
-                        *(
-                            http.post("/v1/chat/completions", headers=AUTH, json=CHAT)
-                            for _ in range(n)
-                        )
-                    )
-                    assert all(a.status_code == 200 for a in answers), "fail-open must serve"
-                    return sum(a.json()["usage"]["total_tokens"] for a in answers)
-
-                total = await burst(20)
+                total = await served_burst(http, 20)
                 redis.stop()
-                total += await burst(20)
+                total += await served_burst(http, 20)
                 middleware = g.middleware()
                 assert middleware is not None and len(middleware.journal) == 20
                 redis.start()  # same port, same data directory
-                total += await burst(5)
-                for _ in range(200):
-                    if len(middleware.journal) == 0:
-                        break
-                    await asyncio.sleep(0.05)
-                assert len(middleware.journal) == 0, "the journal was not replayed"
+                total += await served_burst(http, 5)
+                await journal_replayed(g)
         # A reader of its own: the server's client belongs to the server's event loop.
         reader = RedisStore.from_url(redis.url, Window(30), prefix=prefix)
         snapshot = await reader.read(COMPANY_A, 1_000_000)
