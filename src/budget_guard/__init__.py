@@ -27,7 +27,7 @@ from budget_guard.counting import TokenCounter, TokenUsage
 from budget_guard.events import GuardEvents
 from budget_guard.guard import BudgetGuardMiddleware, GuardSettings
 from budget_guard.ledger import Ledger
-from budget_guard.policy import BudgetPolicy
+from budget_guard.policy import BudgetPolicy, LimitUnavailable
 from budget_guard.proxy import UpstreamProxy
 from budget_guard.snapshot import UsageSnapshot
 from budget_guard.stores import (
@@ -63,6 +63,7 @@ __all__ = [
     "Identity",
     "JwtAuthenticator",
     "Ledger",
+    "LimitUnavailable",
     "ManualClock",
     "MemoryStore",
     "RedisStore",

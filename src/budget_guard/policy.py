@@ -14,12 +14,20 @@ from uuid import UUID
 from cachetools import TTLCache
 
 from budget_guard.clock import Clock, system_clock
+from budget_guard.failure import describe
+from budget_guard.stores.base import StoreUnavailable
 from budget_guard.window import INT32_MAX, ConfigError, Window
 
 log = logging.getLogger("budget_guard.policy")
 
 LimitProvider = Callable[[UUID], Awaitable[int | None]]
 """Returns the company's limit, or ``None`` to use the default."""
+
+
+class LimitUnavailable(StoreUnavailable):
+    """The host's limit provider failed (its database is down, say). It is handled as the
+    store being down: fail-open serves and journals the usage for replay, fail-closed and the
+    usage endpoint answer 503. Usage is never lost to it and no request becomes a 500."""
 
 
 def check_limit(value: object, where: str) -> int:
@@ -62,7 +70,10 @@ class BudgetPolicy:
         cached = self._cache.get(company_id)
         if cached is not None:
             return cached
-        value = await self._provider(company_id)
+        try:
+            value = await self._provider(company_id)
+        except Exception as error:
+            raise LimitUnavailable(f"limit provider failed: {describe(error)}") from None
         if value is None:
             limit = self.default_token_limit
         else:

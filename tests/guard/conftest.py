@@ -19,7 +19,7 @@ from budget_guard.clock import Clock, system_clock
 from budget_guard.demo_upstream import create_demo_upstream
 from budget_guard.guard import BudgetGuardMiddleware, GuardSettings
 from budget_guard.ledger import Ledger
-from budget_guard.policy import BudgetPolicy
+from budget_guard.policy import BudgetPolicy, LimitProvider
 from budget_guard.proxy import UpstreamProxy
 from budget_guard.stores import MemoryStore, UsageStore
 from budget_guard.window import Window
@@ -71,11 +71,14 @@ def guarded_proxy(
     settings: GuardSettings | None = None,
     store: UsageStore | None = None,
     clock: Clock = system_clock,
+    provider: LimitProvider | None = None,
 ) -> Iterator[Guarded]:
     """The guard in front of an upstream proxy, the way build_app assembles it."""
     window = Window(30)
     store = store or MemoryStore(window, clock=clock)
-    ledger = Ledger(store, BudgetPolicy(window, default_token_limit=limit, limits=limits))
+    ledger = Ledger(
+        store, BudgetPolicy(window, default_token_limit=limit, limits=limits, provider=provider)
+    )
     proxy = UpstreamProxy(upstream_url, api_key="sk-upstream-secret", transport="httpx")
     holder: list[BudgetGuardMiddleware] = []
 
