@@ -427,7 +427,7 @@ class BudgetGuardMiddleware:
                     asked is not None
                     and remaining < 0
                     and content_type is not None
-                    and content_type.startswith("text/event-stream")
+                    and "text/event-stream" in content_type.lower()
                 ):
                     remover = UsageChunkRemover()
                 self.events.upstream_answered(status, time.perf_counter() - forwarded_at)
