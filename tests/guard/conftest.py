@@ -14,7 +14,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from budget_guard.auth import ApiKey, ApiKeyAuthenticator, Role
+from budget_guard.auth import ApiKey, ApiKeyAuthenticator, Authenticator, Role
 from budget_guard.clock import Clock, system_clock
 from budget_guard.demo_upstream import create_demo_upstream
 from budget_guard.guard import BudgetGuardMiddleware, GuardSettings
@@ -72,6 +72,7 @@ def guarded_proxy(
     store: UsageStore | None = None,
     clock: Clock = system_clock,
     provider: LimitProvider | None = None,
+    auth: Authenticator | None = None,
 ) -> Iterator[Guarded]:
     """The guard in front of an upstream proxy, the way build_app assembles it."""
     window = Window(30)
@@ -91,7 +92,7 @@ def guarded_proxy(
     guarded = Capturing(
         app,
         ledger=ledger,
-        authenticator=authenticator(),
+        authenticator=auth or authenticator(),
         settings=settings,
         usage_endpoint=USAGE_ENDPOINT,
         clock=clock,

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
+from collections.abc import Mapping
 
 import httpx
 import openai
 import pytest
 
+from budget_guard.auth import CallableAuthenticator, Identity
 from budget_guard.counting import TokenCounter
 from budget_guard.counting.encoding_lookup import count_text, encoding_for_model
 from tests.proxy.servers import serve
-from tests.proxy.upstreams import LingeringStreamUpstream
+from tests.proxy.upstreams import LingeringStreamUpstream, ReasoningStreamUpstream
 
 from .conftest import ADMIN_KEY, COMPANY_A, COMPANY_B, KEY_A, KEY_B, guarded_proxy
 
@@ -273,3 +276,32 @@ async def test_unguarded_paths_pass_untouched(demo_upstream_url: str) -> None:
             response = await http.get("/not-guarded")
             assert response.status_code == 404
             assert "x-budget-token-limit" not in response.headers
+
+
+async def test_a_failing_auth_hook_is_an_openai_shaped_500_and_nothing_goes_upstream(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A host's session hook raising is the host's outage: a 500, said in OpenAI's error
+    shape, with nothing forwarded, and one log line with no stack trace and no secret."""
+
+    async def broken(headers: Mapping[str, str]) -> Identity | None:
+        raise RuntimeError(f"session store down while reading {headers.get('authorization')}")
+
+    upstream = ReasoningStreamUpstream("never")
+    with (
+        serve(upstream) as url,
+        guarded_proxy(url, auth=CallableAuthenticator(broken)) as g,
+        caplog.at_level(logging.DEBUG),
+    ):
+        async with httpx.AsyncClient(base_url=g.url) as http:
+            answer = await http.post(
+                "/v1/chat/completions",
+                headers={"Authorization": f"Bearer {KEY_A}"},
+                json={"model": "gpt-4o-mini", "messages": CHAT},
+            )
+    assert answer.status_code == 500
+    assert answer.json()["error"]["type"] == "server_error"
+    assert KEY_A not in answer.text and "RuntimeError" not in answer.text
+    assert upstream.bodies == []
+    assert "RuntimeError at" in caplog.text and "in broken" in caplog.text
+    assert KEY_A not in caplog.text and "Traceback" not in caplog.text

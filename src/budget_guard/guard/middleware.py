@@ -31,6 +31,7 @@ from budget_guard.clock import Clock, system_clock
 from budget_guard.counting import InvalidRequestBody, RequestTokens, ResponseMeter, TokenCounter
 from budget_guard.eager import receive_with_deadline, run_shielded
 from budget_guard.events import NO_EVENTS, GuardEvents
+from budget_guard.failure import describe
 from budget_guard.guard.journal import PendingUsage, UsageJournal
 from budget_guard.guard.replies import budget_headers, send_budget_exceeded
 from budget_guard.guard.settings import GuardSettings
@@ -148,48 +149,70 @@ class BudgetGuardMiddleware:
                 send, 400, DOT_SEGMENT_MESSAGE, type_="invalid_request_error", code="invalid_path"
             )
             return
-        headers = Headers(scope=scope)
-        identity = await self.authenticator.authenticate(headers)
-        if identity is None:
-            self.events.rejected(None, "unauthenticated")
-            await send_openai_error(
-                send,
-                401,
-                "Missing or invalid API key. Send it as 'Authorization: Bearer <key>'.",
-                type_="invalid_request_error",
-                code="invalid_api_key",
-            )
-            return
-        company = await self._company(identity, headers, send)
-        if company is None:
-            return
+        # Up to admission the guard answers for itself: an unexpected failure here (a host's
+        # auth hook raising, say) is an OpenAI-shaped 500 with nothing sent upstream. Once
+        # forwarded, the app's own errors are the app's.
         try:
-            body = await self._read_body(receive, headers)
-        except _ClientGone:
-            return
-        except _BodyRefused as refused:
-            await self._refuse_body(send, company, refused)
-            return
-        try:
-            request = self.counter.count_request(scope["path"], body)
-        except InvalidRequestBody as exc:
-            self.events.rejected(company, "bad_request")
-            await send_openai_error(
-                send,
-                400,
-                str(exc),
-                type_="invalid_request_error",
-                code="invalid_request_body",
-                param=exc.param,
-            )
-            return
+            headers = Headers(scope=scope)
+            identity = await self.authenticator.authenticate(headers)
+            if identity is None:
+                self.events.rejected(None, "unauthenticated")
+                await send_openai_error(
+                    send,
+                    401,
+                    "Missing or invalid API key. Send it as 'Authorization: Bearer <key>'.",
+                    type_="invalid_request_error",
+                    code="invalid_api_key",
+                )
+                return
+            company = await self._company(identity, headers, send)
+            if company is None:
+                return
+            try:
+                body = await self._read_body(receive, headers)
+            except _ClientGone:
+                return
+            except _BodyRefused as refused:
+                await self._refuse_body(send, company, refused)
+                return
+            try:
+                request = self.counter.count_request(scope["path"], body)
+            except InvalidRequestBody as exc:
+                self.events.rejected(company, "bad_request")
+                await send_openai_error(
+                    send,
+                    400,
+                    str(exc),
+                    type_="invalid_request_error",
+                    code="invalid_request_body",
+                    param=exc.param,
+                )
+                return
 
-        admission = await self._admit(company, request, scope["method"], send)
-        if admission is None:
+            admission = await self._admit(company, request, scope["method"], send)
+            if admission is None:
+                return
+        except Exception as error:
+            await self._fail(scope, send, error)
             return
         snapshot, reservation = admission
         self.events.admitted(company)
         await self._forward(scope, receive, send, body, company, request, snapshot, reservation)
+
+    async def _fail(self, scope: Scope, send: Send, error: Exception) -> None:
+        log.error(
+            "unexpected %s guarding %s %s; nothing was sent upstream",
+            describe(error),
+            scope["method"],
+            scope["path"],
+        )
+        await send_openai_error(
+            send,
+            500,
+            "The budget guard failed on this request; nothing was sent upstream.",
+            type_="server_error",
+            code="internal_error",
+        )
 
     async def _company(self, identity: Identity, headers: Headers, send: Send) -> uuid.UUID | None:
         header = self.settings.company_header
