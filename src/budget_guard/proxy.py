@@ -8,7 +8,9 @@ as it arrives, so server-sent events reach the user at the upstream's pace.
 Paths: ``upstream_url`` is the upstream's base *without* ``/v1`` (``https://api.openai.com``,
 ``http://gateway.internal/openai``); the incoming path (``/v1/chat/completions``) is appended as
 is. A base that ends in ``/v1`` is refused at construction, because it would silently turn every
-call into ``/v1/v1/...``.
+call into ``/v1/v1/...``. Upstreams whose OpenAI-compatible base is not ``<host>/v1`` (Gemini's
+``.../v1beta/openai``, say) take ``strip_prefix="/v1"``: the incoming ``/v1`` is dropped and the
+rest appended to that base, exactly as the OpenAI SDK would with it as ``base_url``.
 
 Credentials: the client's ``Authorization``, ``X-Api-Key``, ``Api-Key`` and ``Cookie`` authenticate
 the client to budget-guard, never to the upstream, so they are dropped; the upstream key comes
@@ -113,6 +115,7 @@ class UpstreamProxy:
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         http_transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 100,
+        strip_prefix: str | None = None,
     ) -> None:
         if auth_style not in get_args(AuthStyle):
             raise ValueError(f"auth_style must be one of {get_args(AuthStyle)}, not {auth_style!r}")
@@ -122,7 +125,8 @@ class UpstreamProxy:
             )
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, not {max_connections}")
-        self.upstream_url = _upstream_base(upstream_url)
+        self.strip_prefix = _strip_prefix(strip_prefix)
+        self.upstream_url = _upstream_base(upstream_url, stripping=self.strip_prefix is not None)
         self.auth_style = auth_style
         self.transport = transport
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
@@ -271,6 +275,9 @@ class UpstreamProxy:
         root_path = scope.get("root_path", "")
         if root_path and path.startswith(root_path):
             path = path[len(root_path) :]  # the path as seen by this app when mounted
+        strip = self.strip_prefix
+        if strip is not None and (path == strip or path.startswith(strip + "/")):
+            path = path[len(strip) :]
         url = self.upstream_url + quote(path, safe="/:@!$&'()*+,;=-._~")
         query = scope.get("query_string", b"")
         return f"{url}?{query.decode('latin-1')}" if query else url
@@ -288,17 +295,27 @@ class UpstreamProxy:
         return forwarded
 
 
-def _upstream_base(upstream_url: str) -> str:
+def _strip_prefix(prefix: str | None) -> str | None:
+    if prefix is None:
+        return None
+    segments = prefix.split("/")[1:]
+    if not prefix.startswith("/") or not all(segments) or {".", ".."} & set(segments):
+        raise ValueError(f"strip_prefix must be a path such as '/v1', not {prefix!r}")
+    return prefix
+
+
+def _upstream_base(upstream_url: str, *, stripping: bool = False) -> str:
     url = httpx.URL(upstream_url)
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError(f"upstream_url must be an http(s) URL, not {upstream_url!r}")
     if url.query or url.fragment:
         raise ValueError(f"upstream_url must not have a query or fragment: {upstream_url!r}")
     base = upstream_url.rstrip("/")
-    if base.endswith("/v1"):
+    if base.endswith("/v1") and not stripping:
         raise ValueError(
             f"upstream_url {upstream_url!r} ends in /v1: give the base without it "
-            f"({base[: -len('/v1')]!r}); the proxy appends the incoming /v1/... path as is"
+            f"({base[: -len('/v1')]!r}); the proxy appends the incoming /v1/... path as is "
+            "(or set strip_prefix='/v1')"
         )
     return base
 

@@ -21,6 +21,7 @@ _KNOWN = {
     "timeout_seconds",
     "connect_timeout_seconds",
     "max_connections",
+    "strip_prefix",
 }
 
 
@@ -34,6 +35,9 @@ class ProxySettings:
     timeout_seconds: float = 600.0
     connect_timeout_seconds: float = 10.0
     max_connections: int = 100
+    strip_prefix: str | None = None
+    """Dropped from the incoming path before it is appended (``"/v1"`` for an upstream whose
+    OpenAI base is ``.../v1beta/openai``, say)."""
 
     @classmethod
     def from_table(
@@ -73,12 +77,18 @@ class ProxySettings:
         connections = table.get("max_connections", 100)
         if isinstance(connections, bool) or not isinstance(connections, int) or connections < 1:
             raise ConfigError("proxy.max_connections: must be a whole number >= 1")
+        strip = table.get("strip_prefix")
+        if strip is not None and (
+            not isinstance(strip, str) or not strip.startswith("/") or strip.endswith("/")
+        ):
+            raise ConfigError('proxy.strip_prefix: must be a path prefix such as "/v1"')
         return cls(
             upstream_url=url,
             upstream_api_key=key,
             auth_style=style,
             transport=transport,
             max_connections=connections,
+            strip_prefix=strip,
             **timeouts,
         )
 
@@ -93,4 +103,5 @@ class ProxySettings:
             transport=self.transport,
             timeout=httpx.Timeout(self.timeout_seconds, connect=self.connect_timeout_seconds),
             max_connections=self.max_connections,
+            strip_prefix=self.strip_prefix,
         )

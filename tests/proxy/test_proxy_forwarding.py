@@ -43,6 +43,20 @@ def test_path_and_query_are_appended_to_the_upstream_base(echo_url: str, transpo
     assert echo["query"] == "limit=2&after=a%20b"
 
 
+@pytest.mark.parametrize("base", ["/v1beta/openai", "/openai/v1"])
+def test_a_stripped_prefix_maps_v1_onto_any_openai_base(
+    echo_url: str, transport: str, base: str
+) -> None:
+    """Gemini's OpenAI base is .../v1beta/openai, Azure's v1 API .../openai/v1: the incoming
+    /v1 is dropped and the rest appended, as the OpenAI SDK does with that base_url."""
+    with _proxied(echo_url + base, transport, strip_prefix="/v1") as proxy:
+        chat = httpx.post(f"{proxy}/v1/chat/completions?x=1", json={"model": "m"})
+        models = httpx.get(f"{proxy}/v1/models")
+    assert chat.json()["path"] == f"{base}/chat/completions"
+    assert chat.json()["query"] == "x=1"
+    assert models.json()["path"] == f"{base}/models"
+
+
 def test_client_credentials_never_reach_the_upstream_and_the_configured_key_does(
     echo_url: str, transport: str
 ) -> None:
@@ -195,6 +209,9 @@ def test_upstream_status_and_error_body_pass_through(demo_proxy_url: str) -> Non
         ("auth_style", "basic", "auth_style"),
         ("transport", "curl", "transport"),
         ("max_connections", 0, "max_connections"),
+        ("strip_prefix", "v1", "strip_prefix"),
+        ("strip_prefix", "/v1/", "strip_prefix"),
+        ("strip_prefix", "/../v1", "strip_prefix"),
     ],
 )
 def test_bad_settings_are_refused_with_a_reason(

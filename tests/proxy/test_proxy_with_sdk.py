@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 import openai
 import pytest
 
+from budget_guard.app import build_app
+from budget_guard.config import settings_from_mapping
+from budget_guard.proxy_settings import ProxySettings
+from budget_guard.window import ConfigError
 from tests.proxy.conftest import CLIENT_KEY
+from tests.proxy.servers import serve
 
 MESSAGES = [
     {"role": "system", "content": "You are terse."},
@@ -78,3 +86,34 @@ def test_completions_embeddings_and_models(via_proxy: openai.OpenAI, direct: ope
     ]
     assert embeddings.usage == expected.usage
     assert "gpt-4o-mini" in [model.id for model in via_proxy.models.list()]
+
+
+async def test_the_command_forwards_to_a_base_that_is_not_host_v1(demo_upstream_url: str) -> None:
+    """``[proxy] strip_prefix = "/v1"`` with an upstream base of ``<host>/v1`` (as Gemini's
+    ``.../v1beta/openai`` or Azure's ``.../openai/v1``): the guarded app as the command builds
+    it answers the SDK, and the usage is charged."""
+    company = uuid.UUID("3fa85f64-5717-4562-b3fc-2c963f66afa6")
+    settings = settings_from_mapping(
+        {
+            "proxy": {"strip_prefix": "/v1", "transport": "httpx"},
+            "auth": {"api_keys": [{"key": CLIENT_KEY, "company_id": str(company)}]},
+        }
+    )
+    ledger = settings.ledger()
+    app = build_app(settings, upstream_url=f"{demo_upstream_url}/v1", ledger=ledger)
+    with serve(app) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key=CLIENT_KEY, max_retries=0)
+        reply = await asyncio.to_thread(
+            client.chat.completions.create,
+            model="gpt-4o-mini",
+            messages=MESSAGES,  # type: ignore[arg-type]
+        )
+    assert reply.usage is not None
+    assert (await ledger.snapshot(company)).tokens_used == reply.usage.total_tokens
+
+
+def test_strip_prefix_is_checked_in_config() -> None:
+    for bad in ("v1", "/v1/", 1):
+        with pytest.raises(ConfigError, match=r"proxy\.strip_prefix"):
+            ProxySettings.from_table({"strip_prefix": bad})
+    assert ProxySettings.from_table({"strip_prefix": "/v1"}).strip_prefix == "/v1"
