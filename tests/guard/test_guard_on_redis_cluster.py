@@ -3,9 +3,11 @@ fail-open serves, journals what it could not record, and replays it exactly once
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
+import time
 import uuid
 
 import httpx
@@ -47,14 +49,21 @@ async def test_a_frozen_node_loses_and_doubles_nothing(demo_upstream_url: str) -
         with guarded_proxy(demo_upstream_url, store=store) as g:
             async with httpx.AsyncClient(base_url=g.url, timeout=30) as http:
                 total = await served_burst(http, 20)
-                assert frozen.proc is not None
-                os.kill(frozen.proc.pid, signal.SIGSTOP)  # shorter than the node timeout
+                middleware = g.middleware()
+                assert middleware is not None and frozen.proc is not None
+                # Frozen until the guard has journaled usage it could not record, and never
+                # as long as the cluster's 2 s node timeout (the cluster stays up meanwhile).
+                os.kill(frozen.proc.pid, signal.SIGSTOP)
+                burst = asyncio.create_task(served_burst(http, 20))
                 try:
-                    total += await served_burst(http, 20)
+                    deadline = time.monotonic() + 1.5
+                    while not middleware.journal and time.monotonic() < deadline:
+                        await asyncio.sleep(0.02)
+                    journaled = len(middleware.journal)
                 finally:
                     os.kill(frozen.proc.pid, signal.SIGCONT)
-                middleware = g.middleware()
-                assert middleware is not None and len(middleware.journal) > 0
+                total += await burst
+                assert journaled > 0, "the freeze cost no recording: nothing was tested"
                 total += await served_burst(http, 5)
                 await journal_replayed(g)
         # A reader of its own: the server's client belongs to the server's event loop.

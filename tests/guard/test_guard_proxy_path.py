@@ -85,7 +85,7 @@ async def test_a_stream_is_recorded_by_the_time_the_sdk_has_its_answer() -> None
     """The SDK stops at [DONE]; the upstream here keeps the response open for seconds after
     it. Usage must already be in the ledger when the SDK returns, not when the body ends."""
     text = "Counted at the terminal event."
-    with serve(LingeringStreamUpstream(text)) as upstream, guarded_proxy(upstream) as g:
+    with serve(LingeringStreamUpstream(text, linger=8.0)) as upstream, guarded_proxy(upstream) as g:
 
         def run() -> str:
             stream = client(g.url).chat.completions.create(
@@ -95,7 +95,7 @@ async def test_a_stream_is_recorded_by_the_time_the_sdk_has_its_answer() -> None
 
         started = time.monotonic()
         assert await asyncio.to_thread(run) == text
-        assert time.monotonic() - started < 2.0  # the SDK did not wait for the lingering end
+        assert time.monotonic() - started < 4.0  # the SDK did not wait for the lingering end
         body = json.dumps({"model": "gpt-4o-mini", "messages": CHAT, "stream": True}).encode()
         request = TokenCounter().count_request("/v1/chat/completions", body)
         expected = request.input_tokens + count_text(encoding_for_model("gpt-4o-mini"), text)
