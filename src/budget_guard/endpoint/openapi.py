@@ -11,6 +11,7 @@ from typing import Any
 from budget_guard.endpoint.settings import EndpointSettings
 from budget_guard.window import INT32_MAX
 from budget_guard.wire import INT64_MAX, TextCase, wire_name
+from budget_guard.wire.dto import USAGE_MEMBERS
 from budget_guard.wire.negotiation import WireFormat
 
 __all__ = ["openapi_document"]
@@ -56,14 +57,6 @@ def openapi_document(settings: EndpointSettings) -> dict[str, Any]:
     def name(pascal: str) -> str:
         return wire_name(pascal, case)
 
-    response_fields = [
-        "CompanyId",
-        "TokensUsed",
-        "TokenLimit",
-        "TokensRemaining",
-        "IsWithinBudget",
-        "WindowDays",
-    ]
     return {
         "openapi": "3.1.0",
         "info": {
@@ -100,7 +93,7 @@ def openapi_document(settings: EndpointSettings) -> dict[str, Any]:
                     "allOf": [
                         {"$ref": _REF + "AiChatUsageResponse"},
                         {
-                            "required": [name(f) for f in response_fields],
+                            "required": [name(f) for f in USAGE_MEMBERS],
                             "not": {"required": [name("ResponseStatus")]},
                         },
                     ]

@@ -110,7 +110,8 @@ def _status_members(status: ResponseStatus) -> dict[str, object]:
     }
 
 
-_USAGE_MEMBERS = (
+USAGE_MEMBERS = (
+    # AiChatUsageResponse's members, in the contract's order (the wire DTO and OpenAPI share it)
     "CompanyId",
     "TokensUsed",
     "TokenLimit",
@@ -118,7 +119,7 @@ _USAGE_MEMBERS = (
     "IsWithinBudget",
     "WindowDays",
 )
-_USAGE_NAMES = {case: tuple(wire_name(name, case) for name in _USAGE_MEMBERS) for case in TextCase}
+_USAGE_NAMES = {case: tuple(wire_name(name, case) for name in USAGE_MEMBERS) for case in TextCase}
 
 
 def usage_body(
@@ -147,7 +148,7 @@ def usage_body(
     )
     if fmt is WireFormat.JSON:
         return dumps_json(dict(zip(_USAGE_NAMES[case], (company_id.hex, *values[1:]), strict=True)))
-    return encode_dto(dict(zip(_USAGE_MEMBERS, values, strict=True)), fmt, case)
+    return encode_dto(dict(zip(USAGE_MEMBERS, values, strict=True)), fmt, case)
 
 
 def error_body(status: ResponseStatus, fmt: WireFormat, case: TextCase) -> bytes:
