@@ -1,42 +1,17 @@
 """The official ServiceStack Python client, unchanged, against the live endpoint.
 
-The DTOs below are what ServiceStack's "Add ServiceStack Reference" generates for Python from
-the service description in the seeds: snake_case fields, camelCase on the wire, Guids as str.
+The DTOs are what ServiceStack's "Add ServiceStack Reference" generates for Python
+(``tests/servicestack_dtos.py``).
 ``post_url`` sends to the documented route; ``post(dto)`` / ``get(dto)`` send to ServiceStack's
 predefined route ``/api/RecordAiChatUsage``, which the endpoint serves too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
-
 import pytest
-from dataclasses_json import LetterCase, Undefined, dataclass_json
 from endpoint_support import ADMIN_KEY, COMPANY_A, COMPANY_B, PATH, USER_A_KEY, Serve
-from servicestack import IReturn, JsonServiceClient, ResponseStatus, WebServiceException
-
-# ruff: noqa: UP045 - the DTOs are kept as the ServiceStack generator writes them
-
-
-@dataclass_json(letter_case=LetterCase.CAMEL, undefined=Undefined.EXCLUDE)
-@dataclass
-class AiChatUsageResponse:
-    company_id: Optional[str] = None
-    tokens_used: int = 0
-    token_limit: int = 0
-    tokens_remaining: int = 0
-    is_within_budget: bool = False
-    window_days: int = 0
-    response_status: Optional[ResponseStatus] = None
-
-
-# @Route("/assistant/ai-chat/usage", "POST")
-@dataclass_json(letter_case=LetterCase.CAMEL, undefined=Undefined.EXCLUDE)
-@dataclass
-class RecordAiChatUsage(IReturn[AiChatUsageResponse]):
-    company_id: Optional[str] = None
-    tokens_used: int = 0
+from servicestack import JsonServiceClient, WebServiceException
+from tests.servicestack_dtos import AiChatUsageResponse, RecordAiChatUsage
 
 
 def _client(url: str, key: str | None = USER_A_KEY) -> JsonServiceClient:

@@ -28,6 +28,7 @@ from .support import (
     CHAT_PATH,
     PERSISTENT,
     USAGE_PATH,
+    Answer,
     Company,
     budget_guard,
     call,
@@ -110,16 +111,21 @@ async def retry_refused(session: aiohttp.ClientSession, base: str, book: Book) -
         book.sent[tenant] += tokens
 
 
-async def explicit_post_while_down(
-    session: aiohttp.ClientSession, base: str, tenant: Company
-) -> None:
-    answer = await call(
+async def explicit_turn(session: aiohttp.ClientSession, base: str, tenant: Company) -> Answer:
+    """One explicit recording of 777 tokens, always under the same Idempotency-Key."""
+    return await call(
         session,
         "POST",
         base + USAGE_PATH,
         headers={**tenant.auth, "Idempotency-Key": "explicit-turn"},
         json={"tokensUsed": 777},
     )
+
+
+async def explicit_post_while_down(
+    session: aiohttp.ClientSession, base: str, tenant: Company
+) -> None:
+    answer = await explicit_turn(session, base, tenant)
     assert answer.status == 503, answer
     assert answer.headers.get("Retry-After") == "1"
 
@@ -128,13 +134,7 @@ async def explicit_retry_counts_once(
     session: aiohttp.ClientSession, base: str, tenant: Company, book: Book
 ) -> None:
     for attempt in range(2):
-        answer = await call(
-            session,
-            "POST",
-            base + USAGE_PATH,
-            headers={**tenant.auth, "Idempotency-Key": "explicit-turn"},
-            json={"tokensUsed": 777},
-        )
+        answer = await explicit_turn(session, base, tenant)
         assert answer.status == 200, answer
         if attempt == 1:
             assert answer.headers.get("idempotent-replayed") == "true"

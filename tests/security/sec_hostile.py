@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from tests.security.sec_support import (
     COMPANY_A,
     COMPANY_B,
-    ENDPOINT,
     KEY_A,
     jwt_token,
 )
@@ -28,14 +27,6 @@ PROXY_PATHS = [
     "/v1/models",
     "/v1/files",
     "/v1/openai/deployments/x/chat/completions",
-]
-ENDPOINT_PATHS = [
-    ENDPOINT,
-    ENDPOINT + ".json",
-    ENDPOINT + ".jsv",
-    "/api/RecordAiChatUsage",
-    "/json/reply/RecordAiChatUsage",
-    "/jsv/reply/RecordAiChatUsage",
 ]
 CONTENT_TYPES = [
     "application/json",

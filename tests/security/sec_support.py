@@ -45,6 +45,14 @@ LIMIT_B = 7_777_777
 USAGE_B = 3_141_592
 
 ENDPOINT = "/assistant/ai-chat/usage"
+ENDPOINT_PATHS = [
+    ENDPOINT,
+    ENDPOINT + ".json",
+    ENDPOINT + ".jsv",
+    "/api/RecordAiChatUsage",
+    "/json/reply/RecordAiChatUsage",
+    "/jsv/reply/RecordAiChatUsage",
+]
 CHAT = "/v1/chat/completions"
 GUARD_BODY_CAP = 1024 * 1024
 ENDPOINT_BODY_CAP = 4096

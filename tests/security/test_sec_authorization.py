@@ -29,6 +29,7 @@ from tests.security.sec_support import (
     COMPANY_A,
     COMPANY_B,
     ENDPOINT,
+    ENDPOINT_PATHS,
     JWT_SECRET,
     KEY_A,
     KEY_B,
@@ -104,14 +105,6 @@ class Route:
     body: dict[str, object] | None = None
 
 
-ENDPOINT_PATHS = [
-    ENDPOINT,
-    ENDPOINT + ".json",
-    ENDPOINT + ".jsv",
-    "/api/RecordAiChatUsage",
-    "/json/reply/RecordAiChatUsage",
-    "/jsv/reply/RecordAiChatUsage",
-]
 ROUTES = [
     *(Route("POST", path, "endpoint", {"tokensUsed": 0}) for path in ENDPOINT_PATHS),
     *(Route("GET", path, "endpoint") for path in ENDPOINT_PATHS),

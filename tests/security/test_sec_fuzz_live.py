@@ -22,7 +22,6 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.security.sec_hostile import (
-    ENDPOINT_PATHS,
     PROXY_PATHS,
     HostileRequest,
     hostile_requests,
@@ -33,6 +32,7 @@ from tests.security.sec_support import (
     CHAT,
     COMPANY_B,
     ENDPOINT,
+    ENDPOINT_PATHS,
     GUARD_BODY_CAP,
     JWT_SECRET,
     KEY_A,

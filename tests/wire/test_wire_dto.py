@@ -1,18 +1,11 @@
 """Response bodies as ServiceStack writes them, and as ServiceStack's Python client reads them."""
 
-# The DTOs below are written the way ServiceStack's "Add ServiceStack Reference" generates Python
-# (typing.Optional, evaluated annotations): the client's reflection only unwraps typing.Optional.
-# ruff: noqa: UP045
-
-from dataclasses import dataclass
-from typing import Optional
 from uuid import UUID
 
 import orjson
 import pytest
-from dataclasses_json import LetterCase, Undefined, dataclass_json
 from servicestack import EmptyResponse, from_json
-from servicestack import ResponseStatus as ClientResponseStatus
+from tests.servicestack_dtos import AiChatUsageResponse
 
 from budget_guard.wire import (
     FieldError,
@@ -26,18 +19,6 @@ from budget_guard.wire import (
 )
 
 COMPANY = UUID("3fa85f64-5717-4562-b3fc-2c963f66afa6")
-
-
-@dataclass_json(letter_case=LetterCase.CAMEL, undefined=Undefined.EXCLUDE)
-@dataclass
-class AiChatUsageResponse:
-    company_id: Optional[str] = None
-    tokens_used: int = 0
-    token_limit: int = 0
-    tokens_remaining: int = 0
-    is_within_budget: bool = False
-    window_days: int = 0
-    response_status: Optional[ClientResponseStatus] = None
 
 
 def _usage(fmt: WireFormat, case: TextCase) -> bytes:
