@@ -12,10 +12,13 @@ call into ``/v1/v1/...``. Upstreams whose OpenAI-compatible base is not ``<host>
 ``.../v1beta/openai``, say) take ``strip_prefix="/v1"``: the incoming ``/v1`` is dropped and the
 rest appended to that base, exactly as the OpenAI SDK would with it as ``base_url``.
 
-Credentials: the client's ``Authorization``, ``X-Api-Key``, ``Api-Key`` and ``Cookie`` authenticate
-the client to budget-guard, never to the upstream, so they are dropped; the upstream key comes
-from configuration and is sent as ``Authorization: Bearer`` or ``x-api-key`` (Anthropic).
-Provider headers (``anthropic-version``, ``openai-beta``, ``openai-organization``...) pass through.
+Headers: only an allow-list of the client's request headers reaches the upstream
+(``DEFAULT_FORWARDED_HEADERS``: content type, accept, user agent, ``openai-beta``,
+``anthropic-version``, ``anthropic-beta``, idempotency keys, the SDKs' ``x-stainless-*``), so
+a tenant can neither authenticate upstream as someone else nor choose who is billed: the
+upstream key comes from configuration (``Authorization: Bearer`` or ``x-api-key``), and so do
+billing-scope headers such as ``OpenAI-Organization`` and ``OpenAI-Project``
+(``upstream_headers``), which no allow-list may name.
 
 The upstream is always asked for an uncompressed body (``Accept-Encoding: identity``): the guard
 reads the stream to count tokens, and a gzip stream would be opaque to it.
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Literal, get_args
 from urllib.parse import quote
 
@@ -39,7 +42,14 @@ from starlette.types import Message, Receive, Scope, Send
 
 from budget_guard.openai_errors import DOT_SEGMENT_MESSAGE, has_dot_segment, send_openai_error
 
-__all__ = ["DEFAULT_TIMEOUT", "AuthStyle", "TransportName", "UpstreamProxy"]
+__all__ = [
+    "DEFAULT_FORWARDED_HEADERS",
+    "DEFAULT_TIMEOUT",
+    "AuthStyle",
+    "TransportName",
+    "UpstreamProxy",
+    "check_headers",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +63,20 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=600.0, write=60.0, pool=30.0)
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
 )
-# The proxy re-frames the body itself, sets its own Host, and sends its own credentials. Forwarding
-# headers would leak the callers' addresses to a third-party provider.
-_DROPPED_REQUEST_HEADERS = _HOP_BY_HOP | {
+DEFAULT_FORWARDED_HEADERS = (
+    "content-type",
+    "accept",
+    "user-agent",
+    "openai-beta",
+    "anthropic-version",
+    "anthropic-beta",
+    "idempotency-key",
+    "x-stainless-*",
+)
+"""Client request headers the upstream receives; a trailing ``*`` allows a prefix."""
+# Headers that authenticate, choose who is billed, frame the body, or describe the caller's
+# connection: the proxy sets its own or none, and no allow-list may hand them on.
+NEVER_FORWARDED = _HOP_BY_HOP | {
     b"host",
     b"content-length",
     b"accept-encoding",
@@ -63,6 +84,8 @@ _DROPPED_REQUEST_HEADERS = _HOP_BY_HOP | {
     b"x-api-key",
     b"api-key",
     b"cookie",
+    b"openai-organization",
+    b"openai-project",
     b"forwarded",
     b"x-forwarded-for",
     b"x-forwarded-host",
@@ -116,6 +139,8 @@ class UpstreamProxy:
         http_transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 100,
         strip_prefix: str | None = None,
+        forward_headers: Iterable[str] = DEFAULT_FORWARDED_HEADERS,
+        upstream_headers: Mapping[str, str] | None = None,
     ) -> None:
         if auth_style not in get_args(AuthStyle):
             raise ValueError(f"auth_style must be one of {get_args(AuthStyle)}, not {auth_style!r}")
@@ -132,7 +157,10 @@ class UpstreamProxy:
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self.max_connections = max_connections
         self._timeout_extension = self.timeout.as_dict()
-        self._credentials = _credential_headers(api_key, auth_style)
+        self._forwarded, self._forwarded_prefixes = _allow_list(forward_headers)
+        self._credentials = _credential_headers(api_key, auth_style) + _fixed_headers(
+            upstream_headers or {}
+        )
         self._http_transport = http_transport
         self._client: httpx.AsyncClient | None = None
 
@@ -285,7 +313,12 @@ class UpstreamProxy:
     def _request_headers(
         self, headers: Iterable[tuple[bytes, bytes]], *, streamed: bool
     ) -> list[tuple[bytes, bytes]]:
-        forwarded = _without(headers, _DROPPED_REQUEST_HEADERS)
+        allowed, prefixes = self._forwarded, self._forwarded_prefixes
+        forwarded = [
+            (name, value)
+            for name, value in headers
+            if name in allowed or (prefixes and name.startswith(prefixes))
+        ]
         if streamed:
             # Keep the client's length so the upstream gets a framed body, not a chunked one;
             # without it httpx sends Transfer-Encoding: chunked.
@@ -293,6 +326,40 @@ class UpstreamProxy:
         forwarded.append((b"accept-encoding", b"identity"))
         forwarded += self._credentials
         return forwarded
+
+
+def check_headers(forward_headers: Iterable[str], upstream_headers: Mapping[str, str]) -> None:
+    """Raise ``ValueError`` (naming the setting) for headers the proxy must set itself."""
+    _allow_list(forward_headers)
+    _fixed_headers(upstream_headers)
+
+
+def _allow_list(names: Iterable[str]) -> tuple[frozenset[bytes], tuple[bytes, ...]]:
+    exact: set[bytes] = set()
+    prefixes: list[bytes] = []
+    for name in names:
+        lowered = name.strip().lower().encode("latin-1")
+        if lowered.endswith(b"*"):
+            prefixes.append(lowered[:-1])
+        else:
+            exact.add(lowered)
+    refused = {n for n in exact if n in NEVER_FORWARDED} | {
+        n for n in NEVER_FORWARDED for p in prefixes if n.startswith(p)
+    }
+    if refused or b"" in prefixes:
+        names_ = ", ".join(sorted(n.decode() for n in refused)) or "every header"
+        raise ValueError(f"forward_headers must not hand on {names_}: the proxy sets those")
+    return frozenset(exact), tuple(prefixes)
+
+
+def _fixed_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    fixed = []
+    for name, value in headers.items():
+        lowered = name.strip().lower().encode("latin-1")
+        if lowered in _HOP_BY_HOP or lowered in {b"host", b"content-length", b"accept-encoding"}:
+            raise ValueError(f"upstream_headers must not set {name}: the proxy frames requests")
+        fixed.append((lowered, value.encode("latin-1")))
+    return fixed
 
 
 def _strip_prefix(prefix: str | None) -> str | None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from budget_guard.proxy import UpstreamProxy
+from budget_guard.proxy import DEFAULT_FORWARDED_HEADERS, UpstreamProxy, check_headers
 from budget_guard.window import ConfigError
 
 _KNOWN = {
@@ -22,6 +22,8 @@ _KNOWN = {
     "connect_timeout_seconds",
     "max_connections",
     "strip_prefix",
+    "forward_headers",
+    "upstream_headers",
 }
 
 
@@ -38,6 +40,11 @@ class ProxySettings:
     strip_prefix: str | None = None
     """Dropped from the incoming path before it is appended (``"/v1"`` for an upstream whose
     OpenAI base is ``.../v1beta/openai``, say)."""
+    forward_headers: tuple[str, ...] = DEFAULT_FORWARDED_HEADERS
+    """The client request headers the upstream receives (a trailing ``*``: a prefix)."""
+    upstream_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Headers the operator sends on every upstream request: ``OpenAI-Organization`` and
+    ``OpenAI-Project`` come only from here, never from a client."""
 
     @classmethod
     def from_table(
@@ -82,8 +89,22 @@ class ProxySettings:
             not isinstance(strip, str) or not strip.startswith("/") or strip.endswith("/")
         ):
             raise ConfigError('proxy.strip_prefix: must be a path prefix such as "/v1"')
+        forward = table.get("forward_headers", list(DEFAULT_FORWARDED_HEADERS))
+        if not isinstance(forward, list) or not all(isinstance(n, str) and n for n in forward):
+            raise ConfigError("proxy.forward_headers: must be a list of header names")
+        fixed = table.get("upstream_headers", {})
+        if not isinstance(fixed, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in fixed.items()
+        ):
+            raise ConfigError('proxy.upstream_headers: must be a table of "Name" = "value"')
+        try:
+            check_headers(forward, fixed)
+        except ValueError as exc:
+            raise ConfigError(f"proxy.{exc}") from None
         return cls(
             upstream_url=url,
+            forward_headers=tuple(forward),
+            upstream_headers=dict(fixed),
             upstream_api_key=key,
             auth_style=style,
             transport=transport,
@@ -104,4 +125,6 @@ class ProxySettings:
             timeout=httpx.Timeout(self.timeout_seconds, connect=self.connect_timeout_seconds),
             max_connections=self.max_connections,
             strip_prefix=self.strip_prefix,
+            forward_headers=self.forward_headers,
+            upstream_headers=self.upstream_headers,
         )

@@ -11,6 +11,8 @@ import httpx
 import pytest
 
 from budget_guard.proxy import UpstreamProxy
+from budget_guard.proxy_settings import ProxySettings
+from budget_guard.window import ConfigError
 from tests.proxy.conftest import CLIENT_KEY, UPSTREAM_KEY
 from tests.proxy.servers import serve
 from tests.proxy.upstreams import EchoUpstream
@@ -143,14 +145,60 @@ def test_hop_by_hop_and_forwarding_headers_are_stripped_on_the_way_up(
         "proxy-connection",
         "x-forwarded-for",
         "forwarded",
+        "openai-organization",  # the tenant must not choose who is billed
     ):
         assert stripped not in seen, stripped
     assert seen["host"] == [echo_url.removeprefix("http://")]
     assert seen["accept-encoding"] == ["identity"]  # so the guard can read what streams back
     assert seen["openai-beta"] == ["assistants=v2"]
-    assert seen["openai-organization"] == ["org-1"]
     assert seen["user-agent"] == ["OpenAI/Python test"]
     assert seen["x-stainless-lang"] == ["python"]
+
+
+def test_only_allowed_client_headers_reach_the_upstream_and_billing_is_the_operators(
+    echo_url: str, transport: str
+) -> None:
+    settings = {
+        "forward_headers": ["content-type", "x-trace-*"],
+        "upstream_headers": {"OpenAI-Organization": "org-operator", "OpenAI-Project": "p-1"},
+    }
+    with _proxied(echo_url, transport, **settings) as proxy:
+        response = httpx.post(
+            f"{proxy}/v1/chat/completions",
+            content=b'{"model": "m"}',
+            headers={
+                "Content-Type": "application/json",
+                "X-Trace-Id": "t-1",
+                "X-Custom": "not on the list",
+                "OpenAI-Organization": "org-tenant",
+                "OpenAI-Project": "p-tenant",
+                "User-Agent": "not on this list either",
+            },
+        )
+    seen = _headers(response.json())
+    assert seen["openai-organization"] == ["org-operator"]
+    assert seen["openai-project"] == ["p-1"]
+    assert seen["x-trace-id"] == ["t-1"]
+    assert seen["content-type"] == ["application/json"]
+    assert "x-custom" not in seen
+    assert "user-agent" not in seen or seen["user-agent"] != ["not on this list either"]
+
+
+@pytest.mark.parametrize(
+    ("table", "named"),
+    [
+        ({"forward_headers": ["OpenAI-Organization"]}, "openai-organization"),
+        ({"forward_headers": ["authorization"]}, "authorization"),
+        ({"forward_headers": ["openai-*"]}, "openai-organization"),
+        ({"forward_headers": ["*"]}, "authorization"),
+        ({"upstream_headers": {"Content-Length": "1"}}, "Content-Length"),
+    ],
+)
+def test_header_settings_that_would_hand_the_tenant_a_say_are_refused(
+    table: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(ConfigError, match=named):
+        ProxySettings.from_table({"upstream_url": "http://upstream", **table})
 
 
 def test_hop_by_hop_and_upstream_cookies_are_stripped_on_the_way_back(
