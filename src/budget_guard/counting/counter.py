@@ -65,9 +65,14 @@ class TokenCounter:
         self._default_encoding = default_encoding
         self._prefer_upstream = prefer_upstream_usage
 
-    def count_request(self, path: str, body: bytes) -> RequestTokens:
-        """Input tokens and shape of a request; raises ``InvalidRequestBody`` for a bad body."""
-        kind, deployment = routes.classify(path.partition("?")[0])
+    def count_request(self, path: str, body: bytes, *, kind: str | None = None) -> RequestTokens:
+        """Input tokens and shape of a request; raises ``InvalidRequestBody`` for a bad body.
+        ``kind``: the shape the caller already decided (the guard's route policy), so the path
+        is not classified again; ``path`` then only supplies an Azure deployment name."""
+        if kind is None:
+            kind, deployment = routes.classify(path.partition("?")[0])
+        else:
+            deployment = routes.classify(path.partition("?")[0])[1]
         if kind == routes.OTHER:
             return _OTHER
         data = _parse_object(body)
@@ -81,11 +86,23 @@ class TokenCounter:
             max_output_tokens = get_int(data, field)
             if max_output_tokens is not None:
                 break
-        return RequestTokens(kind, model, input_tokens, stream, max_output_tokens)
+        return RequestTokens(
+            kind,
+            model,
+            input_tokens,
+            stream,
+            max_output_tokens,
+            choices=_choices(data, kind),
+            background=kind == routes.RESPONSES and bool(get_bool(data, "background")),
+        )
 
-    def meter(self, request: RequestTokens, content_type: str | None) -> ResponseMeter:
-        """A meter for the response to ``request``, read as SSE or JSON by its content type."""
-        if request.kind == routes.OTHER:
+    def meter(
+        self, request: RequestTokens, content_type: str | None, *, read_other: bool = False
+    ) -> ResponseMeter:
+        """A meter for the response to ``request``, read as SSE or JSON by its content type.
+        A route of no known shape is read only with ``read_other`` (for its ``usage`` and
+        the ``id`` of what it created)."""
+        if request.kind == routes.OTHER and not read_other:
             return ResponseMeter(request, None, None, prefer_upstream=self._prefer_upstream)
         model, default = request.model, self._default_encoding
         collector = OutputCollector(lambda: encoding_for_model(model, default))
@@ -95,6 +112,25 @@ class TokenCounter:
             streamed = "text/event-stream" in content_type.lower()
         reader = EventStream(collector) if streamed else JsonBody(collector)
         return ResponseMeter(request, reader, collector, prefer_upstream=self._prefer_upstream)
+
+
+# Fields that multiply a request's output: Chat's and Completions' ``n``, and Completions'
+# ``best_of`` (generated upstream, billed, only the best returned).
+_CHOICE_FIELDS: dict[str, tuple[str, ...]] = {
+    routes.CHAT: ("n",),
+    routes.COMPLETIONS: ("n", "best_of"),
+}
+MAX_CHOICES = 1 << 20
+"""Past any upstream's own limit; keeps a hostile ``n`` from overflowing a reservation."""
+
+
+def _choices(data: dict[str, Any], kind: str) -> int:
+    choices = 1
+    for field in _CHOICE_FIELDS.get(kind, ()):
+        value = get_int(data, field)
+        if value is not None and value > choices:
+            choices = value
+    return min(choices, MAX_CHOICES)
 
 
 def _parse_object(body: bytes) -> dict[str, Any]:

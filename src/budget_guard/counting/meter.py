@@ -69,6 +69,19 @@ class ResponseMeter:
         collector = self._collector
         return collector is not None and collector.ended
 
+    def reported_total(self) -> int | None:
+        """The upstream's own final usage figure, for routes of no known shape; call after
+        ``finish``."""
+        collector = self._collector
+        if collector is None or not collector.usage.final:
+            return None
+        return collector.usage.total_tokens
+
+    @property
+    def response_id(self) -> str | None:
+        collector = self._collector
+        return None if collector is None else collector.response_id
+
     def finish(self) -> TokenUsage:
         if self._result is None:
             try:

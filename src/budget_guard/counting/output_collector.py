@@ -25,6 +25,7 @@ class OutputCollector:
         "_load_encoding",
         "_pieces",
         "ended",
+        "response_id",
         "usage",
     )
 
@@ -38,6 +39,8 @@ class OutputCollector:
         # The stream sent its terminal event ([DONE], response.completed, message_stop): the
         # client has its whole answer now, whether or not the connection closes soon after.
         self.ended = False
+        # The id of the object the response created upstream (``resp_...``), if it names one.
+        self.response_id: str | None = None
 
     def add_text(self, key: Hashable, text: object) -> None:
         if not isinstance(text, str) or not text:

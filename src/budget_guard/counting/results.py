@@ -11,7 +11,9 @@ class RequestTokens:
 
     ``kind`` is one of "chat", "responses", "completions", "embeddings", "messages" or "other";
     ``input_tokens`` is our tiktoken count (0 for "other"); ``max_output_tokens`` is whichever
-    output cap the request gave (``max_tokens``, ``max_completion_tokens``, ``max_output_tokens``).
+    output cap the request gave (``max_tokens``, ``max_completion_tokens``, ``max_output_tokens``);
+    ``choices`` how many outputs it asks for, each up to that cap (``n``, ``best_of``);
+    ``background`` a Responses API request whose output is generated after it returns.
     """
 
     kind: str
@@ -19,6 +21,8 @@ class RequestTokens:
     input_tokens: int
     stream: bool
     max_output_tokens: int | None
+    choices: int = 1
+    background: bool = False
 
 
 @dataclass(frozen=True, slots=True)

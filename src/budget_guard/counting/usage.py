@@ -41,6 +41,15 @@ class UsageReport:
         return None
 
     @property
+    def total_tokens(self) -> int | None:
+        """Everything reported, for routes of no known shape (images, audio) that report
+        ``input_tokens``/``output_tokens`` or only ``total_tokens``."""
+        input_tokens, output_tokens = self.input_tokens, self.output_tokens
+        if input_tokens is not None or output_tokens is not None:
+            return (input_tokens or 0) + (output_tokens or 0)
+        return self._fields.get("total_tokens")
+
+    @property
     def output_tokens(self) -> int | None:
         fields = self._fields
         if "completion_tokens" in fields:

@@ -1,10 +1,11 @@
 """BudgetGuardMiddleware: a pure ASGI middleware that enforces the budget on the proxy path.
 
-It wraps ``receive`` and ``send`` the way Starlette's own GZip middleware does, never
-``BaseHTTPMiddleware`` (which buffers streams and hides disconnects). Per guarded request:
-authenticate, read and count the body, check (or reserve) the budget, hand the body on
-unchanged, let the response stream through while the meter counts it, and record the tokens
-once when the response ends, however it ends.
+Per guarded request, in order: a canonical path, an authenticated caller and its company, a
+route the policy allows (``guard/routes.py``), the body read and counted, every upstream
+object it names owned by the company, the budget checked (or reserved, in strict mode).
+Only then is the request handed to the app, as a :class:`GuardedExchange`
+(``guard/exchange.py``) that meters the response and records its cost exactly once. Never
+``BaseHTTPMiddleware``, which buffers streams and hides disconnects.
 """
 
 from __future__ import annotations
@@ -28,40 +29,41 @@ from budget_guard.auth import (
 )
 from budget_guard.auth.guids import parse_guid
 from budget_guard.clock import Clock, system_clock
-from budget_guard.counting import InvalidRequestBody, RequestTokens, ResponseMeter, TokenCounter
-from budget_guard.eager import receive_with_deadline, run_shielded
+from budget_guard.counting import InvalidRequestBody, RequestTokens, TokenCounter
+from budget_guard.counting.routes import OTHER
 from budget_guard.events import NO_EVENTS, GuardEvents
 from budget_guard.failure import describe
+from budget_guard.guard.charging import requested_outputs
+from budget_guard.guard.charging import reservation as reservation_for
+from budget_guard.guard.exchange import GuardedExchange
 from budget_guard.guard.journal import PendingUsage, UsageJournal
-from budget_guard.guard.replies import budget_headers, send_budget_exceeded
+from budget_guard.guard.paths import non_canonical
+from budget_guard.guard.references import MAX_REFERENCES, TooManyReferences, object_references
+from budget_guard.guard.replies import send_budget_exceeded
+from budget_guard.guard.request_body import BodyRefused, ClientGone, read_body
+from budget_guard.guard.routes import (
+    FREE,
+    METERED,
+    USAGE,
+    Route,
+    RouteMatch,
+    RoutePolicy,
+    RouteRefused,
+)
 from budget_guard.guard.settings import GuardSettings
-from budget_guard.guard.stream_usage import ASKS_FOR_USAGE, UsageChunkRemover, ask_for_usage
+from budget_guard.guard.stream_usage import ASKS_FOR_USAGE, ask_for_usage
 from budget_guard.ledger import Ledger
-from budget_guard.openai_errors import DOT_SEGMENT_MESSAGE, has_dot_segment, send_openai_error
+from budget_guard.openai_errors import send_openai_error
 from budget_guard.snapshot import UsageSnapshot
-from budget_guard.stores import Dedupe, Reservation, StoreError, StoreUnavailable
+from budget_guard.stores import Dedupe, Reservation, StoreError, StoreFull, StoreUnavailable
 from budget_guard.stores.base import settle_dedupe
 
 log = logging.getLogger("budget_guard.guard")
 
-_READ_ONLY = frozenset({"GET", "HEAD", "OPTIONS"})
-
 SNAPSHOT_CACHE_SIZE = 10_000
 """Companies whose latest snapshot one process keeps (``guard.snapshot_cache_seconds``)."""
 
-
-class _ClientGone(Exception):
-    pass
-
-
-class _BodyRefused(Exception):
-    """The body is over the cap (413) or too slow to arrive (408). ``close``: part of it is
-    still unread, so the connection must close rather than wait for it."""
-
-    def __init__(self, status: int, *, close: bool) -> None:
-        super().__init__(status)
-        self.status = status
-        self.close = close
+_OTHER_REQUEST = RequestTokens(OTHER, None, 0, False, None)
 
 
 class BudgetGuardMiddleware:
@@ -98,6 +100,7 @@ class BudgetGuardMiddleware:
             usage_endpoint = UsageEndpoint(ledger, authenticator, events=events)
         self.usage_endpoint = usage_endpoint or None
         self._prefixes = self.settings.paths
+        self.routes = RoutePolicy(self.settings.paths, self.settings.routes)
         self._ask_stream_usage = self.settings.request_stream_usage
         remote = getattr(ledger.store, "remote", False)
         self._dedupe_ttl = self.settings.dedupe_seconds if remote else 0.0
@@ -143,10 +146,11 @@ class BudgetGuardMiddleware:
     # -- one guarded request -----------------------------------------------------------------
 
     async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if has_dot_segment(scope["path"]):
+        problem = non_canonical(scope)
+        if problem is not None:
             self.events.rejected(None, "bad_request")
             await send_openai_error(
-                send, 400, DOT_SEGMENT_MESSAGE, type_="invalid_request_error", code="invalid_path"
+                send, 400, problem, type_="invalid_request_error", code="invalid_path"
             )
             return
         # Up to admission the guard answers for itself: an unexpected failure here (a host's
@@ -168,15 +172,32 @@ class BudgetGuardMiddleware:
             company = await self._company(identity, headers, send)
             if company is None:
                 return
-            try:
-                body = await self._read_body(receive, headers)
-            except _ClientGone:
+            match = self.routes.match(scope["method"], scope["path"])
+            if isinstance(match, RouteRefused):
+                self.events.rejected(company, "route")
+                await send_openai_error(
+                    send,
+                    match.status,
+                    match.message,
+                    type_="invalid_request_error",
+                    code="route_not_allowed",
+                )
                 return
-            except _BodyRefused as refused:
+            try:
+                body = await read_body(
+                    receive,
+                    headers,
+                    cap=self.settings.max_body_bytes,
+                    seconds=self.settings.body_timeout_seconds,
+                )
+            except ClientGone:
+                return
+            except BodyRefused as refused:
                 await self._refuse_body(send, company, refused)
                 return
+            route = match.route
             try:
-                request = self.counter.count_request(scope["path"], body)
+                request = self._count(scope["path"], route, body)
             except InvalidRequestBody as exc:
                 self.events.rejected(company, "bad_request")
                 await send_openai_error(
@@ -188,8 +209,21 @@ class BudgetGuardMiddleware:
                     param=exc.param,
                 )
                 return
-
-            admission = await self._admit(company, request, scope["method"], send)
+            if request.background:
+                self.events.rejected(company, "bad_request")
+                await send_openai_error(
+                    send,
+                    400,
+                    "Background responses are not accepted here: their output is generated "
+                    "after the request ends, where the budget guard cannot charge it.",
+                    type_="invalid_request_error",
+                    code="unsupported_parameter",
+                    param="background",
+                )
+                return
+            if not await self._owns_objects(company, match, body, send):
+                return
+            admission = await self._admit(company, route, request, send)
             if admission is None:
                 return
         except Exception as error:
@@ -197,7 +231,64 @@ class BudgetGuardMiddleware:
             return
         snapshot, reservation = admission
         self.events.admitted(company)
-        await self._forward(scope, receive, send, body, company, request, snapshot, reservation)
+        await self._forward(
+            scope, receive, send, body, company, route, request, snapshot, reservation
+        )
+
+    def _count(self, path: str, route: Route, body: bytes) -> RequestTokens:
+        if route.charge == METERED:
+            return self.counter.count_request(path, body, kind=route.kind)
+        if route.charge == USAGE:
+            return RequestTokens(OTHER, None, 0, False, None, choices=requested_outputs(body))
+        return _OTHER_REQUEST
+
+    async def _owns_objects(
+        self, company: uuid.UUID, match: RouteMatch, body: bytes, send: Send
+    ) -> bool:
+        """Whether every upstream object the request names (in its path or its body) is one
+        the company created through the guard. Anything else is answered as not found: the
+        guard tells no company whether another company's object exists."""
+        try:
+            ids = match.object_ids + object_references(body)
+        except TooManyReferences:
+            self.events.rejected(company, "bad_request")
+            await send_openai_error(
+                send,
+                400,
+                f"The request refers to more than {MAX_REFERENCES} stored objects.",
+                type_="invalid_request_error",
+                code="too_many_references",
+            )
+            return False
+        for object_id in ids:
+            try:
+                owner = await self.ledger.object_owner(object_id)
+            except (StoreError, ValueError) as exc:
+                if isinstance(exc, ValueError):
+                    owner = None
+                else:
+                    self.events.store_failed("owner")
+                    self.events.rejected(company, "store_unavailable")
+                    log.error("usage store unavailable, cannot check an object's owner: %s", exc)
+                    await send_openai_error(
+                        send,
+                        503,
+                        "The usage store is unavailable; nothing was sent upstream. Retry later.",
+                        type_="service_unavailable",
+                        code="budget_store_unavailable",
+                    )
+                    return False
+            if owner != company:
+                self.events.rejected(company, "not_found")
+                await send_openai_error(
+                    send,
+                    404,
+                    f"No such object: {object_id[:64]!r}.",
+                    type_="invalid_request_error",
+                    code="object_not_found",
+                )
+                return False
+        return True
 
     async def _fail(self, scope: Scope, send: Send, error: Exception) -> None:
         log.error(
@@ -254,39 +345,7 @@ class BudgetGuardMiddleware:
             )
         return None
 
-    async def _read_body(self, receive: Receive, headers: Headers) -> bytes:
-        """The whole request body, read within ``body_timeout_seconds`` and never held past
-        the cap. A body that passes the cap as it arrives is drained (discarded) to its end,
-        so a client that sends it whole still reads a clean 413 on an open connection."""
-        cap = self.settings.max_body_bytes
-        declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > cap:
-            # The server in front discards exactly the declared bytes itself.
-            raise _BodyRefused(413, close=False)
-        chunks: list[bytes] = []
-        size = 0
-        bounded = receive_with_deadline(receive, self.settings.body_timeout_seconds)
-        while True:
-            try:
-                message = await bounded()
-            except TimeoutError:
-                # The server in front would wait for the rest forever: stop, and hang up.
-                raise _BodyRefused(413 if size > cap else 408, close=True) from None
-            if message["type"] == "http.disconnect":
-                raise _ClientGone
-            chunk = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > cap:
-                    chunks.clear()
-                else:
-                    chunks.append(chunk)
-            if not message.get("more_body", False):
-                if size > cap:
-                    raise _BodyRefused(413, close=False)
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    async def _refuse_body(self, send: Send, company: uuid.UUID, refused: _BodyRefused) -> None:
+    async def _refuse_body(self, send: Send, company: uuid.UUID, refused: BodyRefused) -> None:
         headers = [(b"connection", b"close")] if refused.close else []
         if refused.status == 413:
             self.events.rejected(company, "too_large")
@@ -307,29 +366,44 @@ class BudgetGuardMiddleware:
         )
 
     async def _admit(
-        self, company: uuid.UUID, request: RequestTokens, method: str, send: Send
+        self, company: uuid.UUID, route: Route, request: RequestTokens, send: Send
     ) -> tuple[UsageSnapshot | None, Reservation | None] | None:
         """Check (or, in strict mode, reserve) the budget. None: already answered."""
-        counted = request.kind != "other" or method not in _READ_ONLY
+        if route.charge == FREE:
+            # Nothing to hold or refuse; the snapshot only feeds the budget headers.
+            try:
+                return await self.ledger.snapshot(company), None
+            except StoreError:
+                return None, None
         try:
-            if self.settings.strict and counted:
-                output = request.max_output_tokens
-                if output is None:
-                    output = self.settings.default_reservation
-                reservation = await self.ledger.reserve(company, request.input_tokens + output)
+            if self.settings.strict:
+                hold = reservation_for(route, request, self.settings.default_reservation)
+                reservation = await self.ledger.reserve(company, hold)
                 if not reservation.granted:
                     self.events.rejected(company, "budget")
                     await send_budget_exceeded(send, reservation.snapshot, self.clock())
                     return None
                 return reservation.snapshot, reservation
             if self._snapshot_ttl:
-                cached = self._recent_snapshot(company, request)
+                cached = self._recent_snapshot(company, route, request)
                 if cached is not None:
                     return cached, None
                 snapshot = await self.ledger.snapshot(company)
                 self._remember(company, snapshot)
             else:
                 snapshot = await self.ledger.snapshot(company)
+        except StoreFull as exc:
+            # Not an outage: serving would mean serving for free, whatever on_store_error says.
+            self.events.rejected(company, "store_full")
+            log.error("%s; company %s refused", exc, company)
+            await send_openai_error(
+                send,
+                503,
+                "The budget store has no room for this company; nothing was sent upstream.",
+                type_="service_unavailable",
+                code="budget_store_full",
+            )
+            return None
         except StoreError as exc:
             self.events.store_failed("admit")
             if self.settings.on_store_error == "closed":
@@ -345,14 +419,16 @@ class BudgetGuardMiddleware:
                 return None
             log.warning("usage store unavailable, serving (fail-open): %s", exc)
             return None, None
-        if counted and not snapshot.is_within_budget:
+        if not snapshot.is_within_budget:
             log.info("budget exceeded for company %s: request refused", company)
             self.events.rejected(company, "budget")
             await send_budget_exceeded(send, snapshot, self.clock())
             return None
         return snapshot, None
 
-    def _recent_snapshot(self, company: uuid.UUID, request: RequestTokens) -> UsageSnapshot | None:
+    def _recent_snapshot(
+        self, company: uuid.UUID, route: Route, request: RequestTokens
+    ) -> UsageSnapshot | None:
         """The snapshot this process saw for ``company`` within ``snapshot_cache_seconds``, if
         it leaves room for this request's whole estimate (input + max output, as strict mode
         would reserve): then no read could refuse it unless other workers spent that room in
@@ -364,10 +440,8 @@ class BudgetGuardMiddleware:
         seen, snapshot = entry
         if time.monotonic() - seen > self._snapshot_ttl or not snapshot.is_within_budget:
             return None
-        output = request.max_output_tokens
-        if output is None:
-            output = self.settings.default_reservation
-        if snapshot.tokens_remaining < request.input_tokens + output:
+        estimate = reservation_for(route, request, self.settings.default_reservation)
+        if snapshot.tokens_remaining < estimate:
             return None
         return snapshot
 
@@ -392,16 +466,11 @@ class BudgetGuardMiddleware:
         send: Send,
         body: bytes,
         company: uuid.UUID,
+        route: Route,
         request: RequestTokens,
         snapshot: UsageSnapshot | None,
         reservation: Reservation | None,
     ) -> None:
-        body_sent = False
-        status = 0
-        meter: ResponseMeter | None = None
-        remover: UsageChunkRemover | None = None
-        extra_headers = budget_headers(snapshot)
-        forwarded_at = time.perf_counter()
         # The meter reads the response as it passes, so it must not be compressed: the app
         # (or a GZip middleware inside it) sees a client that accepts identity only.
         headers = [(k, v) for k, v in scope["headers"] if k != b"accept-encoding"]
@@ -412,85 +481,28 @@ class BudgetGuardMiddleware:
                 body = asked
                 headers = [(k, v) for k, v in headers if k != b"content-length"]
                 headers.append((b"content-length", str(len(body)).encode()))
+        exchange = GuardedExchange(
+            self,
+            receive,
+            send,
+            body,
+            company=company,
+            route=route,
+            request=request,
+            snapshot=snapshot,
+            reservation=reservation,
+            asked_for_usage=asked is not None,
+        )
+        await exchange.run(self.app, {**scope, "headers": headers})
 
-        async def replay_receive() -> Message:
-            nonlocal body_sent
-            if not body_sent:
-                body_sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        recorded = False
-
-        async def record_once() -> None:
-            nonlocal recorded
-            if not recorded:
-                recorded = True
-                # Shielded: a cancelled request (client gone) still gets its usage written.
-                await run_shielded(self._record(company, status, meter, reservation))
-
-        # Bytes of body still to come when the response declared its length: a client has
-        # its whole answer with the last declared byte, before any final empty message.
-        remaining = -1
-
-        async def metered_send(message: Message) -> None:
-            nonlocal status, meter, remaining, remover
-            kind = message["type"]
-            if kind == "http.response.start":
-                status = message["status"]
-                content_type = None
-                for name, value in message.get("headers", ()):
-                    lowered = name.lower()
-                    if lowered == b"content-type":
-                        content_type = value.decode("latin-1")
-                    elif lowered == b"content-length" and value.isdigit():
-                        remaining = int(value)
-                meter = self.counter.meter(request, content_type)
-                if (
-                    asked is not None
-                    and remaining < 0
-                    and content_type is not None
-                    and "text/event-stream" in content_type.lower()
-                ):
-                    remover = UsageChunkRemover()
-                self.events.upstream_answered(status, time.perf_counter() - forwarded_at)
-                if extra_headers:
-                    message = {**message, "headers": [*message.get("headers", ()), *extra_headers]}
-            elif kind == "http.response.body" and meter is not None:
-                chunk = message.get("body", b"")
-                meter.feed(chunk)
-                remaining -= len(chunk)
-                if remaining == 0 or not message.get("more_body", False) or meter.ended:
-                    # Record before the client has its whole answer (the last byte, or a
-                    # stream's terminal event such as [DONE], where the OpenAI SDK stops
-                    # reading), so a client that then asks for its usage sees this request.
-                    await record_once()
-                if remover is not None:
-                    more_body = message.get("more_body", False)
-                    shown = remover.feed(chunk, last=not more_body)
-                    if not shown and more_body:
-                        return
-                    message = {**message, "body": shown}
-            await send(message)
-
-        try:
-            await self.app({**scope, "headers": headers}, replay_receive, metered_send)
-        finally:
-            # However the response ended: the app failed, or the client went away mid-stream.
-            await record_once()
-
-    async def _record(
-        self,
-        company: uuid.UUID,
-        status: int,
-        meter: ResponseMeter | None,
-        reservation: Reservation | None,
+    async def record(
+        self, exchange: GuardedExchange, tokens: int, source: str, created: str | None
     ) -> None:
-        tokens, source = 0, "counted"
-        if meter is not None:
-            usage = meter.finish()
-            if 200 <= status < 300 or usage.source == "upstream":
-                tokens, source = usage.total_tokens, usage.source
+        """Write what ``exchange`` cost (once, shielded, by the exchange itself), and the
+        object it created as the company's; a store outage journals the usage for replay."""
+        company, reservation = exchange.company, exchange.reservation
+        if created is not None:
+            await self._remember_object(company, created)
         dedupe: Dedupe | None = None
         try:
             if reservation is not None:
@@ -514,3 +526,11 @@ class BudgetGuardMiddleware:
         except StoreError as exc:
             self.events.store_failed("record")
             log.error("usage for company %s could not be recorded: %s", company, exc)
+
+    async def _remember_object(self, company: uuid.UUID, object_id: str) -> None:
+        try:
+            await self.ledger.remember_object(company, object_id, self.settings.object_seconds)
+        except (StoreError, ValueError) as exc:
+            # Forgetting it only denies the company its own object later: never a leak.
+            self.events.store_failed("remember_object")
+            log.warning("the object company %s created could not be remembered: %s", company, exc)

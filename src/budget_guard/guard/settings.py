@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from budget_guard.guard.routes import Route, routes_from_config
 from budget_guard.window import ConfigError
 
 _KNOWN = {
@@ -22,6 +23,9 @@ _KNOWN = {
     "body_timeout_seconds",
     "snapshot_cache_seconds",
     "request_stream_usage",
+    "routes",
+    "abandoned_seconds",
+    "object_seconds",
 }
 
 
@@ -59,6 +63,16 @@ class GuardSettings:
     (``stream_options.include_usage``) and hide the extra usage chunk from the client, so
     reasoning tokens are charged too. Off by default: it changes the body sent upstream."""
 
+    routes: tuple[Route, ...] = ()
+    """``[[guard.routes]]``: routes forwarded besides the built-in metered and free ones,
+    each with how it is charged (see ``guard/routes.py``)."""
+    abandoned_seconds: float = 600.0
+    """How long the guard keeps reading an upstream answer after its client left: the
+    upstream bills it anyway, so it is metered to its end, but not for ever."""
+    object_seconds: float = 30 * 86_400.0
+    """How long the guard remembers which company created an upstream object (a stored
+    response, a file): after it, the object is out of that company's reach too."""
+
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> GuardSettings:
         for key in table:
@@ -87,8 +101,17 @@ class GuardSettings:
         header = table.get("company_header", defaults.company_header)
         if not isinstance(header, str) or not header:
             raise ConfigError("guard.company_header: must be a header name")
+        abandoned = table.get("abandoned_seconds", defaults.abandoned_seconds)
+        if isinstance(abandoned, bool) or not isinstance(abandoned, int | float) or abandoned <= 0:
+            raise ConfigError("guard.abandoned_seconds: must be a positive number of seconds")
+        objects = table.get("object_seconds", defaults.object_seconds)
+        if isinstance(objects, bool) or not isinstance(objects, int | float) or objects <= 0:
+            raise ConfigError("guard.object_seconds: must be a positive number of seconds")
         return cls(
             paths=tuple(paths),
+            routes=routes_from_config(table.get("routes", []), paths),
+            abandoned_seconds=float(abandoned),
+            object_seconds=float(objects),
             strict=_flag(table, "strict", defaults.strict),
             default_reservation=_whole(table, "default_reservation", defaults.default_reservation),
             on_store_error=mode,

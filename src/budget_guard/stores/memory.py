@@ -206,7 +206,18 @@ class MemoryStore:
     async def read(self, company_id: UUID, limit: int) -> UsageSnapshot:
         with self._lock:
             acct = self._account(company_id, self._clock(), create=False)
+            if acct is None:
+                self._check_room()
             return self._snapshot(company_id, acct, limit)
+
+    def _check_room(self) -> None:
+        """A company the store has no room for is refused when it is first read (the
+        guard's admission), not served and then found unrecordable."""
+        accounts = self._accounts
+        if len(accounts) >= accounts.maxsize:
+            accounts.expire()
+            if len(accounts) >= accounts.maxsize:
+                accounts.popitem()  # raises StoreFull, naming store.max_companies
 
     async def reserve(self, company_id: UUID, tokens: int, limit: int) -> Reservation:
         with self._lock:

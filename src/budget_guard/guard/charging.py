@@ -1,0 +1,78 @@
+"""What a forwarded request costs, from its route, its request and how its response ended.
+
+The rule the guard keeps: whatever it forwards is charged, unless the operator marked the
+route free. An upstream that answers with an error status bills nothing, so then only the
+usage it reports (if any) is charged. Any other ending (a success, a response cut short, a
+client that left, an exchange that never got an answer) is charged at least the route's
+floor: the counted prompt on metered routes, ``tokens`` on the others. The upstream's own
+complete usage report, where it gives one, is the bill itself.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from budget_guard.counting import RequestTokens, ResponseMeter
+from budget_guard.counting.counter import MAX_CHOICES
+from budget_guard.counting.meter import COUNTED, UPSTREAM
+from budget_guard.guard.routes import FLAT, FREE, METERED, Route
+
+FLOORED = "floor"
+"""Source of a charge that is the route's floor: nothing better was known."""
+
+
+def charge(
+    route: Route, request: RequestTokens, meter: ResponseMeter | None, status: int
+) -> tuple[int, str]:
+    """``(tokens, source)`` for one exchange; ``status`` is 0 when no answer started."""
+    if route.charge == FREE:
+        return 0, FREE
+    failed = status >= 400
+    if route.charge == METERED:
+        usage = None if meter is None else meter.finish()
+        if usage is not None and usage.source == UPSTREAM:
+            return usage.total_tokens, UPSTREAM
+        if failed:
+            return 0, COUNTED
+        counted = 0 if usage is None else usage.total_tokens
+        if counted >= request.input_tokens and usage is not None:
+            return counted, COUNTED
+        return request.input_tokens, FLOORED
+    if meter is not None:
+        meter.finish()
+    reported = None if meter is None else meter.reported_total()
+    if route.charge == FLAT:
+        return (0, COUNTED) if failed else (route.tokens, FLAT)
+    if reported is not None:
+        return reported, UPSTREAM
+    return (0, COUNTED) if failed else (route.tokens * request.choices, FLOORED)
+
+
+def reservation(route: Route, request: RequestTokens, default_output: int) -> int:
+    """What strict mode holds before forwarding: the most the request can cost, each of
+    its choices at its output cap (or ``default_output`` when it names none)."""
+    if route.charge == FREE:
+        return 0
+    if route.charge == FLAT:
+        return route.tokens
+    if route.charge != METERED:
+        return route.tokens * request.choices
+    output = request.max_output_tokens
+    if output is None:
+        output = default_output
+    return request.input_tokens + max(output, 0) * request.choices
+
+
+def requested_outputs(body: bytes) -> int:
+    """How many outputs a request of no known shape asks for (the images API's ``n``); 1
+    when it does not say, or is not JSON (a multipart upload)."""
+    if b'"n"' not in body:
+        return 1
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return 1
+    n = data.get("n") if isinstance(data, dict) else None
+    if isinstance(n, int) and not isinstance(n, bool) and n > 1:
+        return min(n, MAX_CHOICES)
+    return 1

@@ -1,0 +1,212 @@
+"""One forwarded request, from the body handed on to the usage recorded.
+
+Like Starlette's ``GZipResponder``, the per-request state lives in one object that wraps the
+app's ``receive`` and ``send``:
+
+- ``receive`` replays the body the guard read, then hides the client's disconnect from the
+  app until the response has ended: the upstream bills a generation whether or not the
+  client waited for it, so the app keeps reading it to its end (a client that leaves before
+  the first byte pays like one that stayed), bounded by ``guard.abandoned_seconds``;
+- ``send`` meters the response as it passes, adds the budget headers, and records the cost
+  just before the client has its whole answer (the last byte, or a stream's terminal event,
+  where the SDKs stop reading), so a client that then reads its usage sees this request;
+- the cost is recorded exactly once however the exchange ends, shielded from cancellation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from budget_guard.counting import RequestTokens, ResponseMeter
+from budget_guard.eager import run_shielded
+from budget_guard.guard.charging import charge
+from budget_guard.guard.replies import budget_headers
+from budget_guard.guard.routes import Route
+from budget_guard.guard.stream_usage import UsageChunkRemover
+from budget_guard.snapshot import UsageSnapshot
+from budget_guard.stores import Reservation
+
+if TYPE_CHECKING:
+    from budget_guard.guard.middleware import BudgetGuardMiddleware
+
+log = logging.getLogger("budget_guard.guard")
+
+
+class GuardedExchange:
+    __slots__ = (
+        "_asked_for_usage",
+        "_body",
+        "_cancel",
+        "_client_gone",
+        "_ended",
+        "_forwarded_at",
+        "_guard",
+        "_headers",
+        "_meter",
+        "_receive",
+        "_recorded",
+        "_remaining",
+        "_remover",
+        "_send",
+        "_status",
+        "company",
+        "request",
+        "reservation",
+        "route",
+    )
+
+    def __init__(
+        self,
+        guard: BudgetGuardMiddleware,
+        receive: Receive,
+        send: Send,
+        body: bytes,
+        *,
+        company: uuid.UUID,
+        route: Route,
+        request: RequestTokens,
+        snapshot: UsageSnapshot | None,
+        reservation: Reservation | None,
+        asked_for_usage: bool,
+    ) -> None:
+        self._guard = guard
+        self._receive = receive
+        self._send = send
+        self._body: bytes | None = body
+        self.company = company
+        self.route = route
+        self.request = request
+        self.reservation = reservation
+        self._asked_for_usage = asked_for_usage
+        self._headers = budget_headers(snapshot)
+        self._status = 0
+        self._meter: ResponseMeter | None = None
+        self._remover: UsageChunkRemover | None = None
+        # Bytes of body still to come when the response declared its length: a client has
+        # its whole answer with the last declared byte, before any final empty message.
+        self._remaining = -1
+        self._recorded = False
+        self._client_gone = False
+        self._ended: anyio.Event | None = None  # made only once a client leaves early
+        self._cancel: anyio.CancelScope | None = None
+        self._forwarded_at = time.perf_counter()
+
+    async def run(self, app: ASGIApp, scope: Scope) -> None:
+        try:
+            with anyio.CancelScope() as self._cancel:
+                await app(scope, self.receive, self.send)
+        finally:
+            # However it ended: answered, failed, cut off, or abandoned past the deadline.
+            self._end()
+            await self._record_once()
+
+    # -- receive ---------------------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        body = self._body
+        if body is not None:
+            self._body = None
+            return {"type": "http.request", "body": body, "more_body": False}
+        message = await self._receive()
+        if message["type"] == "http.disconnect" and not self._recorded:
+            # Hold the news back from the app until the response has ended: an app that
+            # heard it would stop reading an upstream answer that is billed all the same.
+            self._left()
+            ended = self._ended
+            if ended is not None:
+                await ended.wait()
+        return message
+
+    def _left(self) -> None:
+        if self._client_gone:
+            return
+        self._client_gone = True
+        if self._ended is None:
+            self._ended = anyio.Event()
+        cancel = self._cancel
+        if cancel is not None:
+            cancel.deadline = min(
+                cancel.deadline, anyio.current_time() + self._guard.settings.abandoned_seconds
+            )
+
+    def _end(self) -> None:
+        ended = self._ended
+        if ended is not None:
+            ended.set()
+
+    # -- send ------------------------------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            message = self._start(message)
+        elif kind == "http.response.body":
+            meter = self._meter
+            if meter is not None:
+                chunk = message.get("body", b"")
+                more_body = message.get("more_body", False)
+                meter.feed(chunk)
+                self._remaining -= len(chunk)
+                if self._remaining == 0 or not more_body or meter.ended:
+                    await self._record_once()
+                remover = self._remover
+                if remover is not None:
+                    shown = remover.feed(chunk, last=not more_body)
+                    if not shown and more_body:
+                        return
+                    message = {**message, "body": shown}
+            if not message.get("more_body", False):
+                self._end()
+        if self._client_gone:
+            return  # nobody is listening; the response is still read to its end and metered
+        try:
+            await self._send(message)
+        except OSError:
+            # Servers other than uvicorn raise once the client has gone: keep metering.
+            self._left()
+
+    def _start(self, message: Message) -> Message:
+        self._status = status = message["status"]
+        content_type = None
+        for name, value in message.get("headers", ()):
+            lowered = name.lower()
+            if lowered == b"content-type":
+                content_type = value.decode("latin-1")
+            elif lowered == b"content-length" and value.isdigit():
+                self._remaining = int(value)
+        guard = self._guard
+        route = self.route
+        self._meter = guard.counter.meter(
+            self.request, content_type, read_other=route.creates or route.charge == "usage"
+        )
+        if (
+            self._asked_for_usage
+            and self._remaining < 0
+            and content_type is not None
+            and "text/event-stream" in content_type.lower()
+        ):
+            self._remover = UsageChunkRemover()
+        guard.events.upstream_answered(status, time.perf_counter() - self._forwarded_at)
+        if self._headers:
+            message = {**message, "headers": [*message.get("headers", ()), *self._headers]}
+        return message
+
+    # -- record ----------------------------------------------------------------------------
+
+    async def _record_once(self) -> None:
+        if self._recorded:
+            return
+        self._recorded = True
+        tokens, source = charge(self.route, self.request, self._meter, self._status)
+        created = None
+        meter = self._meter
+        if self.route.creates and meter is not None and 200 <= self._status < 300:
+            created = meter.response_id
+        # Shielded: a cancelled request (abandoned past its deadline) still gets recorded.
+        await run_shielded(self._guard.record(self, tokens, source, created))
