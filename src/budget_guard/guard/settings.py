@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from budget_guard.guard.routes import Route, routes_from_config
+from budget_guard.guard.routes import Route, RoutePolicy, routes_from_config
 from budget_guard.window import ConfigError
 
 _KNOWN = {
@@ -107,9 +107,11 @@ class GuardSettings:
         objects = table.get("object_seconds", defaults.object_seconds)
         if isinstance(objects, bool) or not isinstance(objects, int | float) or objects <= 0:
             raise ConfigError("guard.object_seconds: must be a positive number of seconds")
+        routes = routes_from_config(table.get("routes", []), paths)
+        RoutePolicy(paths, routes)  # a route that repeats another is refused here, by name
         return cls(
             paths=tuple(paths),
-            routes=routes_from_config(table.get("routes", []), paths),
+            routes=routes,
             abandoned_seconds=float(abandoned),
             object_seconds=float(objects),
             strict=_flag(table, "strict", defaults.strict),

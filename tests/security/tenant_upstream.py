@@ -1,0 +1,154 @@
+"""A fake OpenAI-compatible upstream that remembers everything that reached it.
+
+The tenant-attack tests ask one question of every trick: did the request reach the upstream,
+and if it did, was it charged? So this upstream records each request (method, path, headers,
+body) and answers like OpenAI would: chats and responses with their ``usage``, stored objects
+with fresh ids, images with gpt-image-1's ``usage``, and a plain 200 for anything else, so a
+route the guard wrongly forwards looks like a success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from budget_guard.counting import TokenCounter
+
+_COUNTER = TokenCounter()
+
+COMPLETION_TOKENS = 7
+"""Tokens of each chat choice, unless ``max_tokens`` cuts it shorter: the upstream honours
+``n`` and ``max_tokens`` as OpenAI does, and reports the prompt as tiktoken counts it."""
+IMAGE_USAGE = {"input_tokens": 50, "output_tokens": 4_160, "total_tokens": 4_210}
+SLOW_MODEL = "slow-model"
+"""A chat naming this model is answered only after ``SLOW_SECONDS``."""
+SLOW_SECONDS = 2.0
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class TenantUpstream:
+    seen: list[Seen] = field(default_factory=list)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def paths(self) -> list[str]:
+        return [f"{s.method} {s.path}" for s in self.seen]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        method, path = scope["method"], scope["path"]
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        self.seen.append(Seen(method, path, headers, body))
+        request = orjson.loads(body) if body.startswith(b"{") else {}
+        if path == "/v1/chat/completions":
+            if request.get("model") == SLOW_MODEL:
+                await asyncio.sleep(SLOW_SECONDS)
+            usage = _usage(body, request)
+            if request.get("stream"):
+                await self._stream(send, usage)
+                return
+            await _json(send, _chat(usage))
+        elif path == "/v1/responses" and method == "POST":
+            await _json(
+                send,
+                {
+                    "id": f"resp_{next(self._ids)}",
+                    "object": "response",
+                    "output": [
+                        {
+                            "type": "message",
+                            "content": [{"type": "output_text", "text": "ok"}],
+                        }
+                    ],
+                    "usage": {"input_tokens": _prompt("responses", body), "output_tokens": 3},
+                },
+            )
+        elif path == "/v1/files" and method == "POST":
+            await _json(send, {"id": f"file-{next(self._ids)}", "object": "file"})
+        elif path == "/v1/images/generations":
+            await _json(send, {"data": [{"b64_json": "AAAA"}], "usage": IMAGE_USAGE})
+        else:
+            await _json(send, {"ok": True, "path": path})
+
+    async def _stream(self, send: Send, usage: dict[str, int]) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        for word in ("one", " two", " three", " four", " five", " six", " seven"):
+            chunk = {"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {"content": word}}]}
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"data: " + orjson.dumps(chunk) + b"\n\n",
+                    "more_body": True,
+                }
+            )
+            await asyncio.sleep(0.15)
+        last = {"id": "chatcmpl-1", "choices": [], "usage": usage}
+        tail = b"data: " + orjson.dumps(last) + b"\n\ndata: [DONE]\n\n"
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+def _prompt(kind: str, body: bytes) -> int:
+    return _COUNTER.count_request("", body, kind=kind).input_tokens
+
+
+def _usage(body: bytes, request: dict[str, Any]) -> dict[str, int]:
+    prompt = _prompt("chat", body)
+    cap = request.get("max_tokens") or COMPLETION_TOKENS
+    completion = min(cap, COMPLETION_TOKENS) * (request.get("n") or 1)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _chat(usage: dict[str, int]) -> dict[str, object]:
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}],
+        "usage": usage,
+    }
+
+
+async def _json(send: Send, document: object, status: int = 200) -> None:
+    body = orjson.dumps(document)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})

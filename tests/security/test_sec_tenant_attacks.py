@@ -1,0 +1,414 @@
+"""A hostile tenant against the whole guarded proxy, on Redis, in front of an upstream that
+records everything that reaches it.
+
+Every company's requests reach the upstream under the operator's one key, so each trick here
+must end one of two ways: the request never reached the upstream, or it was charged. Objects
+stored upstream must stay within the company that created them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from budget_guard.app import build_app
+from budget_guard.config import settings_from_mapping
+from budget_guard.guard import GuardSettings
+from budget_guard.window import ConfigError
+from tests.proxy.servers import serve
+from tests.security.sec_support import (
+    COMPANY_A,
+    COMPANY_B,
+    KEY_A,
+    KEY_B,
+    UPSTREAM_KEY,
+    assert_openai_error,
+    bearer,
+    config,
+    raw_exchange,
+    request_head,
+)
+from tests.security.tenant_upstream import IMAGE_USAGE, SLOW_MODEL, SLOW_SECONDS, TenantUpstream
+
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello."}]}
+CHAT_BODY = orjson.dumps(CHAT)
+JSON = {"Content-Type": "application/json"}
+
+OPTED_IN = [
+    {"method": "POST", "path": "/v1/images/generations", "charge": "usage", "tokens": 5_000},
+    {"method": "POST", "path": "/v1/audio/speech", "charge": "flat", "tokens": 300},
+    {"method": "POST", "path": "/v1/moderations", "charge": "free"},
+    {"method": "POST", "path": "/v1/files", "charge": "free", "creates": True},
+    {"method": "GET", "path": "/v1/files/{file_id}", "charge": "free"},
+    {"method": "GET", "path": "/v1/files/{file_id}/content", "charge": "free"},
+    {"method": "DELETE", "path": "/v1/files/{file_id}", "charge": "free"},
+]
+
+
+@dataclass
+class Proxy:
+    url: str
+    port: int
+    upstream: TenantUpstream
+
+    def used(self, company: uuid.UUID = COMPANY_A) -> int:
+        answer = httpx.get(
+            self.url + "/assistant/ai-chat/usage",
+            params={"companyId": str(company)},
+            headers=bearer(KEY_A if company == COMPANY_A else KEY_B),
+        )
+        assert answer.status_code == 200, answer.text
+        return int(answer.json()["tokensUsed"])
+
+    def forwarded(self) -> int:
+        return len(self.upstream.seen)
+
+
+@contextmanager
+def guarded(redis_url: str, **overrides: dict[str, Any]) -> Iterator[Proxy]:
+    upstream = TenantUpstream()
+    tables: dict[str, dict[str, Any]] = {
+        "store": {"url": redis_url, "prefix": f"bg-tenant-{uuid.uuid4().hex[:8]}:"},
+        "guard": {"routes": OPTED_IN, "body_timeout_seconds": 5},
+        "proxy": {
+            "upstream_api_key": UPSTREAM_KEY,
+            "upstream_headers": {"OpenAI-Organization": "org-operator"},
+        },
+    }
+    for table, values in overrides.items():
+        tables[table] = {**tables.get(table, {}), **values}
+    with serve(upstream) as upstream_url:
+        app = build_app(settings_from_mapping(config(**tables)), upstream_url=upstream_url)
+        with serve(app) as url:
+            yield Proxy(url, httpx.URL(url).port or 80, upstream)
+
+
+@pytest.fixture(scope="module")
+def proxy(redis_url: str) -> Iterator[Proxy]:
+    with guarded(redis_url) as target:
+        yield target
+
+
+def post(
+    proxy: Proxy, path: str, body: object, key: str = KEY_A, timeout: float = 30
+) -> httpx.Response:
+    return httpx.post(proxy.url + path, json=body, headers=bearer(key), timeout=timeout)
+
+
+# --------------------------------------------------------------------------- routes
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/batches"),
+        ("POST", "/v1/messages/batches"),
+        ("POST", "/v1/fine_tuning/jobs"),
+        ("POST", "/v1/threads/runs"),
+        ("POST", "/v1/realtime/client_secrets"),
+        ("POST", "/v1/realtime/sessions"),
+        ("POST", "/v1/images/edits"),
+        ("POST", "/v1/audio/transcriptions"),
+        ("POST", "/v1/assistants"),
+        ("POST", "/v1/vector_stores"),
+        ("POST", "/v1/uploads"),
+        ("GET", "/v1/files"),
+        ("GET", "/v1/batches"),
+        ("GET", "/v1/chat/completions"),
+        ("GET", "/v1/chat/completions/chatcmpl-1"),
+        ("GET", "/v1/responses/resp_1"),
+        ("DELETE", "/v1/responses/resp_1"),
+        ("POST", "/v1/responses/resp_1/cancel"),
+        ("GET", "/v1/vector_stores"),
+        ("PUT", "/v1/chat/completions"),
+    ],
+)
+def test_a_route_the_guard_cannot_charge_is_refused_before_the_upstream(
+    proxy: Proxy, method: str, path: str
+) -> None:
+    before, forwarded = proxy.used(), proxy.forwarded()
+    answer = httpx.request(
+        method, proxy.url + path, content=CHAT_BODY, headers={**bearer(KEY_A), **JSON}
+    )
+    assert answer.status_code in (404, 405), answer.text
+    error = assert_openai_error(answer.status_code, answer.headers, answer.content)
+    assert error["code"] == "route_not_allowed"
+    if answer.status_code == 404:
+        assert path in error["message"] and "[[guard.routes]]" in error["message"]
+    assert proxy.forwarded() == forwarded
+    assert proxy.used() == before
+
+
+def test_a_background_response_is_refused(proxy: Proxy) -> None:
+    forwarded = proxy.forwarded()
+    answer = post(proxy, "/v1/responses", {"model": "gpt-4o", "input": "hi", "background": True})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "background"
+    assert proxy.forwarded() == forwarded
+
+
+def test_opted_in_routes_are_charged_as_configured(proxy: Proxy) -> None:
+    before = proxy.used()
+    image = post(proxy, "/v1/images/generations", {"model": "gpt-image-1", "prompt": "a cat"})
+    assert image.status_code == 200
+    assert proxy.used() == before + IMAGE_USAGE["total_tokens"]  # the upstream's report
+    speech = post(proxy, "/v1/audio/speech", {"model": "tts-1", "input": "hi", "voice": "x"})
+    assert speech.status_code == 200
+    assert proxy.used() == before + IMAGE_USAGE["total_tokens"] + 300  # flat
+    moderation = post(proxy, "/v1/moderations", {"input": "hi"})
+    assert moderation.status_code == 200
+    assert proxy.used() == before + IMAGE_USAGE["total_tokens"] + 300  # explicitly free
+
+
+@pytest.mark.parametrize(
+    ("entry", "named"),
+    [
+        ({"method": "POST", "path": "/v1/batches", "charge": "usage"}, "tokens"),
+        ({"method": "POST", "path": "/v1/batches", "charge": "flat", "tokens": 0}, "tokens"),
+        ({"method": "POST", "path": "/v1/batches"}, "charge"),
+        ({"method": "POST", "path": "/v1/batches", "charge": "free", "tokens": 5}, "tokens"),
+        ({"method": "GET", "path": "/v1/files", "charge": "free"}, "path"),
+        ({"method": "POST", "path": "/v1/chat/completions", "charge": "free"}, "already"),
+        ({"method": "POST", "path": "/elsewhere/x", "charge": "free"}, "guard.paths"),
+        ({"method": "POST", "path": "/v1/a//b", "charge": "free"}, "segment"),
+        ({"method": "POST", "path": "/v1/x", "charge": "free", "price": 1}, "price"),
+    ],
+)
+def test_no_route_can_be_configured_to_forward_uncharged_unless_marked_free(
+    entry: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(ConfigError, match=named):
+        GuardSettings.from_table({"routes": [entry]})
+
+
+# --------------------------------------------------------------------------- paths
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1//chat/completions",
+        "/v1/chat//completions",
+        "/v1/chat/completions/",
+        "/v1/chat/completions;x",
+        "/v1/chat;x/completions",
+        "/v1/Chat/Completions",
+        "/v1/CHAT/COMPLETIONS",
+        "/v1/chat/completions.",
+        "/v1/chat/completions%20",
+        "/v1/chat/completions%2e",
+        "/v1/chat%2Fcompletions",
+        "/v1/chat%2fcompletions",
+        "/v1/chat%5Ccompletions",
+        "/v1/chat\\completions",
+        "/v1/%63hat/completions",
+        "/v1/chat/completions%00",
+    ],
+)
+def test_a_path_variant_is_never_forwarded(proxy: Proxy, path: str) -> None:
+    """Whatever a server or proxy behind the guard would make of it, the guard forwards only
+    the exact path it classified."""
+    before, forwarded = proxy.used(), proxy.forwarded()
+    head = request_head(
+        "POST", path, proxy.port, {**bearer(KEY_A), **JSON}, body_length=len(CHAT_BODY)
+    )
+    answer = raw_exchange(proxy.port, head, [CHAT_BODY], timeout=10)
+    assert answer.status is not None and 400 <= answer.status < 500, (path, answer)
+    assert proxy.forwarded() == forwarded
+    assert proxy.used() == before
+
+
+def test_the_canonical_path_is_forwarded_byte_for_byte_and_charged(proxy: Proxy) -> None:
+    before, forwarded = proxy.used(), proxy.forwarded()
+    answer = post(proxy, "/v1/chat/completions", CHAT)
+    assert answer.status_code == 200
+    assert proxy.upstream.seen[forwarded].path == "/v1/chat/completions"
+    assert proxy.used() == before + answer.json()["usage"]["total_tokens"]
+
+
+# --------------------------------------------------------------------------- headers
+
+
+def test_billing_headers_and_credentials_are_the_operators(proxy: Proxy) -> None:
+    forwarded = proxy.forwarded()
+    answer = httpx.post(
+        proxy.url + "/v1/chat/completions",
+        content=CHAT_BODY,
+        headers={
+            **bearer(KEY_A),
+            **JSON,
+            "OpenAI-Organization": "org-tenant",
+            "OpenAI-Project": "proj-tenant",
+            "X-Api-Key": "sk-tenant",
+            "X-Budget-Company-Id": str(COMPANY_B),
+        },
+    )
+    assert answer.status_code in (200, 403)
+    if answer.status_code == 200:
+        seen = proxy.upstream.seen[forwarded].headers
+        assert seen["authorization"] == f"Bearer {UPSTREAM_KEY}"
+        assert seen["openai-organization"] == "org-operator"
+        assert "openai-project" not in seen and "x-api-key" not in seen
+        assert "x-budget-company-id" not in seen
+
+
+# --------------------------------------------------------------------------- disconnects
+
+
+def _wait_for(condition: Any, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_a_client_that_leaves_before_the_first_byte_still_pays(proxy: Proxy) -> None:
+    slow = {**CHAT, "model": SLOW_MODEL}
+    before_b = proxy.used(COMPANY_B)
+    stayed = post(proxy, "/v1/chat/completions", slow, key=KEY_B)
+    assert stayed.status_code == 200
+    cost = proxy.used(COMPANY_B) - before_b
+    assert cost == stayed.json()["usage"]["total_tokens"]
+
+    before = proxy.used()
+    with pytest.raises(httpx.ReadTimeout):
+        post(proxy, "/v1/chat/completions", slow, timeout=SLOW_SECONDS / 3)
+    _wait_for(lambda: proxy.used() >= before + cost, SLOW_SECONDS + 5)
+    assert proxy.used() == before + cost
+
+
+async def test_a_client_that_leaves_mid_stream_pays_for_the_whole_stream(proxy: Proxy) -> None:
+    body = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+    before_b = proxy.used(COMPANY_B)
+    stayed = post(proxy, "/v1/chat/completions", body, key=KEY_B)
+    cost = proxy.used(COMPANY_B) - before_b
+    assert stayed.status_code == 200 and cost > 0
+
+    before = proxy.used()
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        http.stream(
+            "POST", proxy.url + "/v1/chat/completions", json=body, headers=bearer(KEY_A)
+        ) as response,
+    ):
+        async for line in response.aiter_lines():
+            if line.startswith("data: {"):
+                break
+    for _ in range(100):
+        if proxy.used() >= before + cost:
+            break
+        await asyncio.sleep(0.05)
+    assert proxy.used() == before + cost
+
+
+def test_an_abandoned_answer_is_read_only_until_the_deadline(redis_url: str) -> None:
+    """A client that leaves is charged at least its counted prompt even when the upstream
+    never finishes within ``guard.abandoned_seconds``."""
+    with guarded(redis_url, guard={"abandoned_seconds": 0.5}) as target:
+        slow = {**CHAT, "model": SLOW_MODEL}
+        before = target.used()
+        with pytest.raises(httpx.ReadTimeout):
+            post(target, "/v1/chat/completions", slow, timeout=0.2)
+        _wait_for(lambda: target.used() > before, 5)
+        charged = target.used() - before
+        from budget_guard.counting import TokenCounter
+
+        prompt = TokenCounter().count_request("/v1/chat/completions", orjson.dumps(slow))
+        assert charged == prompt.input_tokens
+
+
+# --------------------------------------------------------------------------- strict mode
+
+
+def test_strict_reservations_cover_every_choice(redis_url: str) -> None:
+    """Ten concurrent ``n: 50`` requests against a 1,000-token limit: each could cost about
+    ten times what a one-choice reservation would hold."""
+    with guarded(
+        redis_url,
+        guard={"strict": True},
+        budget={"limits": {str(COMPANY_A): 1_000}},
+    ) as target:
+        body = {**CHAT, "n": 50, "max_tokens": 19}
+
+        async def burst() -> list[int]:
+            async with httpx.AsyncClient(timeout=30) as http:
+                answers = await asyncio.gather(
+                    *(
+                        http.post(
+                            target.url + "/v1/chat/completions", json=body, headers=bearer(KEY_A)
+                        )
+                        for _ in range(10)
+                    )
+                )
+            return [a.status_code for a in answers]
+
+        statuses = asyncio.run(burst())
+        assert set(statuses) <= {200, 429}
+        assert statuses.count(200) >= 1
+        assert target.used() <= 1_000
+
+
+# --------------------------------------------------------------------------- full store
+
+
+def test_a_full_memory_store_refuses_a_new_company(redis_url: str) -> None:
+    with guarded(redis_url, store={"url": "memory://", "max_companies": 1}) as target:
+        assert post(target, "/v1/chat/completions", CHAT).status_code == 200
+        forwarded = target.forwarded()
+        refused = post(target, "/v1/chat/completions", CHAT, key=KEY_B)
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "budget_store_full"
+        assert target.forwarded() == forwarded
+
+
+# --------------------------------------------------------------------------- objects
+
+
+def test_a_company_reaches_only_the_files_it_created(proxy: Proxy) -> None:
+    created = post(proxy, "/v1/files", {"purpose": "batch"})
+    assert created.status_code == 200
+    file_id = created.json()["id"]
+    forwarded = proxy.forwarded()
+    for method, path in (
+        ("GET", f"/v1/files/{file_id}"),
+        ("GET", f"/v1/files/{file_id}/content"),
+        ("DELETE", f"/v1/files/{file_id}"),
+    ):
+        other = httpx.request(method, proxy.url + path, headers=bearer(KEY_B))
+        assert other.status_code == 404, other.text
+        assert other.json()["error"]["code"] == "object_not_found"
+        assert proxy.forwarded() == forwarded
+    own = httpx.get(proxy.url + f"/v1/files/{file_id}", headers=bearer(KEY_A))
+    assert own.status_code == 200
+    assert proxy.forwarded() == forwarded + 1
+    unknown = httpx.get(proxy.url + "/v1/files/file-never-made", headers=bearer(KEY_A))
+    assert unknown.status_code == 404
+
+
+def test_a_company_cannot_continue_another_companys_response(proxy: Proxy) -> None:
+    first = post(proxy, "/v1/responses", {"model": "gpt-4o", "input": "remember 42"})
+    assert first.status_code == 200
+    response_id = first.json()["id"]
+    forwarded = proxy.forwarded()
+    follow_up = {"model": "gpt-4o", "input": "what number?", "previous_response_id": response_id}
+    stolen = post(proxy, "/v1/responses", follow_up, key=KEY_B)
+    assert stolen.status_code == 404
+    assert proxy.forwarded() == forwarded
+    own = post(proxy, "/v1/responses", follow_up)
+    assert own.status_code == 200
+    in_content = {
+        **CHAT,
+        "messages": [
+            {"role": "user", "content": [{"type": "file", "file": {"file_id": "file-of-b"}}]}
+        ],
+    }
+    assert post(proxy, "/v1/chat/completions", in_content).status_code == 404
+    assert proxy.forwarded() == forwarded + 1
