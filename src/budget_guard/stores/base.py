@@ -15,6 +15,8 @@ from budget_guard.snapshot import UsageSnapshot
 from budget_guard.window import Window
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY = 100_000
+"""Live caller-chosen idempotency keys one company may hold (see :class:`Dedupe.bounded`)."""
 
 
 class StoreError(Exception):
@@ -39,6 +41,20 @@ class IdempotencyConflict(StoreError):
     """The idempotency key was already used for a different request."""
 
 
+class IdempotencyKeysExhausted(StoreError):
+    """The company already holds its bound of live caller-chosen idempotency keys, so a new
+    one is refused (nothing recorded). Only that company is refused: keys are counted per
+    company so that one tenant minting fresh keys cannot crowd out any other. A retry with a
+    key it already holds is still answered.
+
+    ``retry_after``: seconds until the company's oldest live key lapses, when known."""
+
+    def __init__(self, message: str, *, bound: int, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.bound = bound
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True, slots=True)
 class Dedupe:
     """Makes a record call idempotent: the same ``key`` within ``ttl`` records nothing more
@@ -48,6 +64,12 @@ class Dedupe:
     key: str
     fingerprint: str = ""
     ttl: float = IDEMPOTENCY_TTL_SECONDS
+    bounded: bool = False
+    """True for a key the *caller* chose (the endpoint's ``Idempotency-Key``): it counts
+    toward the company's bound of live keys, and a new one past the bound raises
+    :class:`IdempotencyKeysExhausted`. False (the default) for the system's own keys (the
+    guard's ``op:`` retry keys, ``settle:`` keys): one per request, short-lived, and never
+    refused, since refusing one would drop usage that really happened (a budget bypass)."""
 
 
 def settle_dedupe(reservation: Reservation, actual: int, ttl: float) -> Dedupe:

@@ -7,6 +7,11 @@ one bucket, by which time all of its buckets have expired, so the cache only eve
 companies with no live usage. If the bound is reached with every company live, the store
 raises :class:`StoreFull` rather than evict one (an evicted company would start from zero:
 a budget bypass).
+
+Idempotency keys are bounded twice: per company (``max_idempotency_keys_per_company``, for
+the keys callers choose), so one tenant minting fresh keys is refused on its own
+(:class:`IdempotencyKeysExhausted`) and crowds out no other company; and in total
+(``max_idempotency_keys``), the process's memory backstop (:class:`StoreFull`).
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ from cachetools import TTLCache
 from budget_guard.clock import Clock, system_clock
 from budget_guard.snapshot import UsageSnapshot
 from budget_guard.stores.base import (
+    DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY,
     Dedupe,
     IdempotencyConflict,
+    IdempotencyKeysExhausted,
     RecordResult,
     Reservation,
     StoreFull,
@@ -35,6 +42,11 @@ from budget_guard.window import INT64_MAX, Window
 
 DEFAULT_MAX_COMPANIES = 1_000_000
 DEFAULT_MAX_IDEMPOTENCY_KEYS = 1_000_000
+
+_Key = tuple[UUID, str]
+"""(company, dedupe key)"""
+_KeyEntry = tuple[str, int, int, float, bool]
+"""(fingerprint, tokens used, token limit, lapses at, bounded) of one live dedupe key"""
 
 
 class _NoEvictTTLCache(TTLCache[UUID, "_Account"]):
@@ -71,6 +83,7 @@ class MemoryStore:
         clock: Clock = system_clock,
         max_companies: int = DEFAULT_MAX_COMPANIES,
         max_idempotency_keys: int = DEFAULT_MAX_IDEMPOTENCY_KEYS,
+        max_idempotency_keys_per_company: int = DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY,
         reservation_ttl: float = 300.0,
     ) -> None:
         self.window = window or Window()
@@ -83,11 +96,18 @@ class MemoryStore:
             ttl=self.window.seconds + 2 * self.window.bucket_seconds + reservation_ttl,
             timer=clock,
         )
+        if min(max_idempotency_keys, max_idempotency_keys_per_company) < 1:
+            raise ValueError("the memory store's bounds must be at least 1")
         self._max_keys = max_idempotency_keys
-        # (company, key) -> (fingerprint, tokens_used, token_limit, lapses at); the deque
-        # holds keys in insertion order so lapsed ones are dropped from the front in O(1).
-        self._keys: dict[tuple[UUID, str], tuple[str, int, int, float]] = {}
-        self._key_order: deque[tuple[float, tuple[UUID, str]]] = deque()
+        self._max_company_keys = max_idempotency_keys_per_company
+        self._keys: dict[_Key, _KeyEntry] = {}
+        # One queue per key ttl, so that each queue is in lapse order and lapsed keys leave
+        # from the fronts in O(1) amortized. (One queue for all ttls let a 24 h key at the
+        # front hold back every 10-minute key behind it, and those still counted.)
+        self._key_order: dict[float, deque[tuple[float, _Key]]] = {}
+        # company -> its live bounded keys, oldest first (key -> lapses at): the count the
+        # per-company bound is checked against, and the oldest lapse for Retry-After.
+        self._company_keys: dict[UUID, dict[str, float]] = {}
         self._lock = threading.Lock()
 
     # -- internals -------------------------------------------------------------------------
@@ -168,12 +188,52 @@ class MemoryStore:
             self._accounts[company_id] = acct
 
     def _forget_lapsed_keys(self, now: float) -> None:
-        order = self._key_order
-        while order and order[0][0] <= now:
-            _, k = order.popleft()
-            entry = self._keys.get(k)
-            if entry is not None and entry[3] <= now:
-                del self._keys[k]
+        for ttl, order in list(self._key_order.items()):
+            while order and order[0][0] <= now:
+                _, k = order.popleft()
+                entry = self._keys.get(k)
+                if entry is not None and entry[3] <= now:
+                    self._forget_key(k, entry)
+            if not order:
+                del self._key_order[ttl]
+
+    def _forget_key(self, k: _Key, entry: _KeyEntry) -> None:
+        del self._keys[k]
+        if entry[4]:
+            company_id, key = k
+            held = self._company_keys[company_id]
+            del held[key]
+            if not held:
+                del self._company_keys[company_id]
+
+    def _admit_key(self, company_id: UUID, dedupe: Dedupe, now: float) -> None:
+        """Raise unless a new key of this company may be stored; nothing is written."""
+        if dedupe.bounded:
+            held = self._company_keys.get(company_id)
+            if held is not None and len(held) >= self._max_company_keys:
+                oldest = next(iter(held.values()))
+                raise IdempotencyKeysExhausted(
+                    f"memory store: company {company_id} holds {len(held)} live idempotency "
+                    "keys (store.max_idempotency_keys_per_company)",
+                    bound=self._max_company_keys,
+                    retry_after=max(0.0, oldest - now),
+                )
+        if len(self._keys) >= self._max_keys:
+            raise StoreFull(
+                "memory store: too many live idempotency keys (store.max_idempotency_keys)"
+            )
+
+    def _remember_key(self, k: _Key, entry: _KeyEntry, ttl: float) -> None:
+        self._keys[k] = entry
+        order = self._key_order.get(ttl)
+        if order is None:
+            order = self._key_order[ttl] = deque()
+        order.append((entry[3], k))
+        if entry[4]:
+            held = self._company_keys.get(k[0])
+            if held is None:
+                held = self._company_keys[k[0]] = {}
+            held[k[1]] = entry[3]
 
     # -- the protocol ----------------------------------------------------------------------
 
@@ -188,19 +248,20 @@ class MemoryStore:
             self._forget_lapsed_keys(now)
             k = (company_id, dedupe.key)
             seen = self._keys.get(k)
+            if seen is not None and seen[3] <= now:  # lapsed, its queue not yet reached
+                self._forget_key(k, seen)
+                seen = None
             if seen is not None:
                 if seen[0] != dedupe.fingerprint:
                     raise IdempotencyConflict("idempotency key reused for a different request")
                 acct = self._account(company_id, now, create=False)
                 current = self._snapshot(company_id, acct, limit)
                 return RecordResult(current.as_first_answer(seen[1], seen[2]), replayed=True)
-            if len(self._keys) >= self._max_keys:
-                raise StoreFull("memory store: too many live idempotency keys")
+            self._admit_key(company_id, dedupe, now)
             acct = self._add(company_id, tokens, now)
             snap = self._snapshot(company_id, acct, limit)
-            lapses = now + dedupe.ttl
-            self._keys[k] = (dedupe.fingerprint, snap.tokens_used, limit, lapses)
-            self._key_order.append((lapses, k))
+            entry = (dedupe.fingerprint, snap.tokens_used, limit, now + dedupe.ttl, dedupe.bounded)
+            self._remember_key(k, entry, dedupe.ttl)
             return RecordResult(snap)
 
     async def read(self, company_id: UUID, limit: int) -> UsageSnapshot:
@@ -259,4 +320,7 @@ class MemoryStore:
         return None
 
     def stats(self) -> dict[str, Any]:
-        return {"companies": len(self._accounts), "idempotency_keys": len(self._keys)}
+        return {
+            "companies": len(self._accounts),
+            "idempotency_keys": len(self._keys),
+        }
