@@ -19,7 +19,7 @@ from budget_guard.clock import Clock, system_clock
 from budget_guard.ledger import Ledger
 from budget_guard.policy import BudgetPolicy, LimitProvider, check_limit
 from budget_guard.stores import DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY, UsageStore, open_store
-from budget_guard.stores.memory import DEFAULT_MAX_IDEMPOTENCY_KEYS
+from budget_guard.stores.memory import DEFAULT_MAX_IDEMPOTENCY_KEYS, DEFAULT_MAX_OBJECTS
 from budget_guard.window import ConfigError, Window
 
 CONFIG_ENV = "BUDGET_GUARD_CONFIG"
@@ -48,6 +48,8 @@ class StoreSettings:
     """Live ``Idempotency-Key`` values one company may hold (both stores)."""
     max_idempotency_keys: int = DEFAULT_MAX_IDEMPOTENCY_KEYS
     """Live idempotency keys of all companies together (memory store: its memory bound)."""
+    max_objects: int = DEFAULT_MAX_OBJECTS
+    """Upstream object owners remembered (memory store; least recently used go first)."""
 
     def open(self, window: Window, *, clock: Clock = system_clock) -> UsageStore:
         options: dict[str, Any] = {
@@ -55,6 +57,7 @@ class StoreSettings:
             "max_companies": self.max_companies,
             "max_idempotency_keys_per_company": self.max_idempotency_keys_per_company,
             "max_idempotency_keys": self.max_idempotency_keys,
+            "max_objects": self.max_objects,
         }
         if not self.url.startswith("memory"):
             options.update(
@@ -197,6 +200,7 @@ def settings_from_mapping(data: Mapping[str, Any], *, source: str | None = None)
         "socket_timeout_seconds",
         "max_idempotency_keys_per_company",
         "max_idempotency_keys",
+        "max_objects",
     }
     for key in store_t:
         if key not in known_store:
@@ -228,5 +232,6 @@ def settings_from_mapping(data: Mapping[str, Any], *, source: str | None = None)
         socket_timeout_seconds=_number(store_t, "socket_timeout_seconds", "store", 2.0),
         max_idempotency_keys_per_company=keys_per_company,
         max_idempotency_keys=max_keys,
+        max_objects=_count(store_t, "max_objects", "store", DEFAULT_MAX_OBJECTS),
     )
     return Settings(budget=budget, store=store, raw=dict(data), source=source)

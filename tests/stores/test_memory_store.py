@@ -1,4 +1,4 @@
-"""What only the embedded store has: its bounds on companies and keys."""
+"""What only the embedded store has: its bounds on companies, keys and objects."""
 
 from __future__ import annotations
 
@@ -56,3 +56,17 @@ async def test_short_lived_keys_lapse_on_time_behind_long_lived_ones() -> None:
     clock.advance(601)
     await store.record(company, 1, 100, dedupe=Dedupe("next", ttl=600, bounded=True))
     assert store.stats()["idempotency_keys"] == 2
+
+
+async def test_at_its_bound_the_object_table_forgets_the_least_recently_used() -> None:
+    """Forgetting an owner only denies that owner afterwards; it grants no one anything."""
+    store = MemoryStore(Window(30), max_objects=2)
+    a, b = uuid.uuid4(), uuid.uuid4()
+    await store.remember_object(a, "file-1", 3600)
+    await store.remember_object(a, "file-2", 3600)
+    assert await store.object_owner("file-1") == a  # file-2 is now the least recently used
+    await store.remember_object(b, "file-3", 3600)
+    assert await store.object_owner("file-2") is None
+    assert await store.object_owner("file-1") == a
+    assert await store.object_owner("file-3") == b
+    assert store.stats()["objects"] == 2

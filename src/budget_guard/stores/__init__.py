@@ -7,6 +7,7 @@ from typing import Any
 from budget_guard.clock import Clock, system_clock
 from budget_guard.stores.base import (
     DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY,
+    MAX_OBJECT_ID_CHARS,
     Dedupe,
     IdempotencyConflict,
     IdempotencyKeysExhausted,
@@ -23,6 +24,7 @@ from budget_guard.window import ConfigError, Window
 
 __all__ = [
     "DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY",
+    "MAX_OBJECT_ID_CHARS",
     "Dedupe",
     "IdempotencyConflict",
     "IdempotencyKeysExhausted",
@@ -46,7 +48,7 @@ def open_store(
     (``redis+cluster://`` or ``cluster=True`` for Redis Cluster).
 
     Options only one backend understands are dropped for the other: the memory store's
-    bounds on process memory (``max_companies``, ``max_idempotency_keys``)
+    bounds on process memory (``max_companies``, ``max_idempotency_keys``, ``max_objects``)
     mean nothing to Redis, whose memory is bounded by its own ``maxmemory``."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "memory":
@@ -55,6 +57,7 @@ def open_store(
             "reservation_ttl",
             "max_idempotency_keys",
             "max_idempotency_keys_per_company",
+            "max_objects",
         }
         return MemoryStore(
             window, clock=clock, **{k: v for k, v in options.items() if k in allowed}
@@ -63,7 +66,7 @@ def open_store(
         from budget_guard.stores.redis import RedisStore
 
         cluster = bool(options.pop("cluster", False)) or scheme.endswith("+cluster")
-        for memory_only in ("max_companies", "max_idempotency_keys"):
+        for memory_only in ("max_companies", "max_idempotency_keys", "max_objects"):
             options.pop(memory_only, None)
         real_url = url.replace("+cluster://", "://", 1)
         return RedisStore.from_url(real_url, window, cluster=cluster, clock=clock, **options)

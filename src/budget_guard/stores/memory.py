@@ -23,7 +23,7 @@ from collections import deque
 from typing import Any
 from uuid import UUID
 
-from cachetools import TTLCache
+from cachetools import TLRUCache, TTLCache
 
 from budget_guard.clock import Clock, system_clock
 from budget_guard.snapshot import UsageSnapshot
@@ -36,12 +36,15 @@ from budget_guard.stores.base import (
     Reservation,
     StoreFull,
     UsageOverflow,
+    check_object_id,
+    check_object_ttl,
     settle_dedupe,
 )
 from budget_guard.window import INT64_MAX, Window
 
 DEFAULT_MAX_COMPANIES = 1_000_000
 DEFAULT_MAX_IDEMPOTENCY_KEYS = 1_000_000
+DEFAULT_MAX_OBJECTS = 1_000_000
 
 _Key = tuple[UUID, str]
 """(company, dedupe key)"""
@@ -84,6 +87,7 @@ class MemoryStore:
         max_companies: int = DEFAULT_MAX_COMPANIES,
         max_idempotency_keys: int = DEFAULT_MAX_IDEMPOTENCY_KEYS,
         max_idempotency_keys_per_company: int = DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY,
+        max_objects: int = DEFAULT_MAX_OBJECTS,
         reservation_ttl: float = 300.0,
     ) -> None:
         self.window = window or Window()
@@ -96,7 +100,7 @@ class MemoryStore:
             ttl=self.window.seconds + 2 * self.window.bucket_seconds + reservation_ttl,
             timer=clock,
         )
-        if min(max_idempotency_keys, max_idempotency_keys_per_company) < 1:
+        if min(max_idempotency_keys, max_idempotency_keys_per_company, max_objects) < 1:
             raise ValueError("the memory store's bounds must be at least 1")
         self._max_keys = max_idempotency_keys
         self._max_company_keys = max_idempotency_keys_per_company
@@ -108,6 +112,11 @@ class MemoryStore:
         # company -> its live bounded keys, oldest first (key -> lapses at): the count the
         # per-company bound is checked against, and the oldest lapse for Retry-After.
         self._company_keys: dict[UUID, dict[str, float]] = {}
+        # object id -> (owner, lapses at); evicting an entry early (at the bound, least
+        # recently used first) only ever denies its owner, never grants another company.
+        self._objects: TLRUCache[str, tuple[UUID, float]] = TLRUCache(
+            maxsize=max_objects, ttu=lambda _key, value, _now: value[1], timer=clock
+        )
         self._lock = threading.Lock()
 
     # -- internals -------------------------------------------------------------------------
@@ -313,6 +322,24 @@ class MemoryStore:
                 if acct.ring[(oldest + i) % size]
             ]
 
+    async def remember_object(self, company_id: UUID, object_id: str, ttl: float) -> None:
+        """First owner wins. The table is bounded (``store.max_objects``): at the bound the
+        least recently used entry goes, which only makes its owner's later lookups answer
+        ``None`` (denied); it can never hand the id to another company, as long as ids are
+        remembered only from the upstream's answer to the creating company's own request
+        (the upstream never issues one id twice)."""
+        check_object_id(object_id)
+        ttl = check_object_ttl(ttl)
+        with self._lock:
+            if self._objects.get(object_id) is None:
+                self._objects[object_id] = (company_id, self._clock() + ttl)
+
+    async def object_owner(self, object_id: str) -> UUID | None:
+        check_object_id(object_id)
+        with self._lock:
+            entry = self._objects.get(object_id)
+            return None if entry is None else entry[0]
+
     async def ping(self) -> None:
         return None
 
@@ -323,4 +350,5 @@ class MemoryStore:
         return {
             "companies": len(self._accounts),
             "idempotency_keys": len(self._keys),
+            "objects": len(self._objects),
         }

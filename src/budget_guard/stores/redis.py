@@ -7,7 +7,8 @@ one cluster slot and the script runs unchanged on Redis Cluster.
 
 Caller-chosen dedupe keys are also listed in a per-company sorted set (same slot), so that
 the script can refuse a company's new key past ``max_idempotency_keys_per_company`` without
-any other company noticing.
+any other company noticing. Object ownership (``remember_object``) is one plain key per
+object, hash-tagged by the object id: single-key commands, no script.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from budget_guard.stores.base import (
     StoreError,
     StoreUnavailable,
     UsageOverflow,
+    check_object_id,
+    check_object_ttl,
     settle_dedupe,
 )
 from budget_guard.stores.restarts import RestartWatch
@@ -231,6 +234,21 @@ class RedisStore:
         # AttributeError on a connection dropped under a burst) are the store failing too.
         return StoreUnavailable(f"redis client failed: {describe(exc)}")
 
+    async def _command(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """One plain command (not the usage script) under the same topology learning,
+        in-flight gate and failure mapping as the script."""
+        try:
+            if self._topology_pending:
+                await self._learn_topology()
+            gate = self._gate
+            reply = await (call() if gate is None else self._gated(gate, call))
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise self._failure(exc, what) from None
+        self._restarts.store_answered()
+        return reply
+
     async def _learn_topology(self) -> None:
         async with self._topology_lock:
             if self._topology_pending:
@@ -339,6 +357,30 @@ class RedisStore:
         """How many times this process found that Redis had come back empty (each one is
         logged once at ERROR: the usage recorded before it is lost)."""
         return self._restarts.detected
+
+    def _object_key(self, object_id: str) -> str:
+        # Hash-tagged by the object id: every object is its own slot, one key, one command.
+        return f"{self._prefix}obj:{{{check_object_id(object_id)}}}"
+
+    async def remember_object(self, company_id: UUID, object_id: str, ttl: float) -> None:
+        """``SET NX PX``: first owner wins, atomically, even between hosts."""
+        key = self._object_key(object_id)
+        ttl_ms = max(1, int(check_object_ttl(ttl) * 1000))
+        client = self._client
+        await self._command(
+            "remember_object", lambda: client.set(key, company_id.hex, nx=True, px=ttl_ms)
+        )
+
+    async def object_owner(self, object_id: str) -> UUID | None:
+        key = self._object_key(object_id)
+        client = self._client
+        value = await self._command("object_owner", lambda: client.get(key))
+        if not value:
+            return None
+        try:
+            return UUID(hex=value)
+        except ValueError:  # not written by us: an unknown owner is no owner (denied)
+            return None
 
     async def ping(self) -> None:
         """Also checks (and on first use writes) the restart marker."""
