@@ -197,14 +197,17 @@ class MemoryStore:
             self._accounts[company_id] = acct
 
     def _forget_lapsed_keys(self, now: float) -> None:
-        for ttl, order in list(self._key_order.items()):
+        emptied: list[float] = []
+        for ttl, order in self._key_order.items():
             while order and order[0][0] <= now:
                 _, k = order.popleft()
                 entry = self._keys.get(k)
                 if entry is not None and entry[3] <= now:
                     self._forget_key(k, entry)
             if not order:
-                del self._key_order[ttl]
+                emptied.append(ttl)
+        for ttl in emptied:  # so that callers' many ttls cannot pile up empty queues
+            del self._key_order[ttl]
 
     def _forget_key(self, k: _Key, entry: _KeyEntry) -> None:
         del self._keys[k]
