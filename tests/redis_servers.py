@@ -161,15 +161,20 @@ class RedisCluster:
             capture_output=True,
             timeout=30,
         )
+        # Every node must say ok: the first one may while another still answers "CLUSTERDOWN"
+        # to the first script sent to its slots (seen on a loaded machine).
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            out = subprocess.run(
-                [cli, "-p", str(self.nodes[0].port), "cluster", "info"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-            ).stdout
-            if "cluster_state:ok" in out:
+            if all(
+                "cluster_state:ok"
+                in subprocess.run(
+                    [cli, "-p", str(node.port), "cluster", "info"],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                ).stdout
+                for node in self.nodes
+            ):
                 return self
             time.sleep(0.1)
         raise RuntimeError("redis cluster did not become ready")

@@ -10,7 +10,7 @@ import pytest
 from budget_guard.clock import ManualClock
 from budget_guard.config import load_settings, settings_from_mapping
 from budget_guard.policy import BudgetPolicy
-from budget_guard.stores import MemoryStore
+from budget_guard.stores import Dedupe, IdempotencyKeysExhausted, MemoryStore
 from budget_guard.window import ConfigError, Window
 
 COMPANY = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
@@ -73,11 +73,43 @@ def test_the_environment_overrides_the_file(tmp_path: Path) -> None:
         ({"store": {"url": "postgres://x"}}, "store.url"),
         ({"store": {"url": 5}}, "store.url"),
         ({"store": {"max_companies": 0}}, "store.max_companies"),
+        ({"store": {"max_idempotency_keys_per_company": 0}}, "store.max_idempotency_keys_per"),
+        ({"store": {"max_idempotency_keys_per_company": "5"}}, "store.max_idempotency_keys_per"),
+        ({"store": {"max_idempotency_keys_per_company": True}}, "store.max_idempotency_keys_per"),
+        ({"store": {"max_idempotency_keys_per_company": 1.5}}, "store.max_idempotency_keys_per"),
+        ({"store": {"max_idempotency_keys": -1}}, "store.max_idempotency_keys"),
+        ({"store": {"max_objects": 0}}, "store.max_objects"),
+        ({"store": {"max_objects": "1e6"}}, "store.max_objects"),
+        ({"store": {"max_idempotency_key_per_company": 5}}, "store.max_idempotency_key_per"),
+        (
+            {"store": {"max_idempotency_keys_per_company": 10, "max_idempotency_keys": 10}},
+            "store.max_idempotency_keys_per_company",
+        ),
     ],
 )
 def test_a_bad_value_is_an_error_naming_the_key(data: dict, names: str) -> None:
     with pytest.raises(ConfigError, match=names.replace(".", r"\.")):
         settings_from_mapping(data).ledger()
+
+
+async def test_the_per_company_key_bound_reaches_the_store() -> None:
+    data = {"store": {"max_idempotency_keys_per_company": 1, "max_idempotency_keys": 5}}
+    store = settings_from_mapping(data).ledger().store
+    company = uuid.uuid4()
+    await store.record(company, 1, 10, dedupe=Dedupe("a", bounded=True))
+    with pytest.raises(IdempotencyKeysExhausted):
+        await store.record(company, 1, 10, dedupe=Dedupe("b", bounded=True))
+    assert settings_from_mapping({}).store.max_idempotency_keys_per_company == 100_000
+
+
+async def test_the_object_bound_reaches_the_memory_store() -> None:
+    store = settings_from_mapping({"store": {"max_objects": 1}}).ledger().store
+    first, second = uuid.uuid4(), uuid.uuid4()
+    await store.remember_object(first, "file-1", 60)
+    await store.remember_object(second, "file-2", 60)
+    assert await store.object_owner("file-1") is None
+    assert await store.object_owner("file-2") == second
+    assert settings_from_mapping({}).store.max_objects == 1_000_000
 
 
 def test_a_missing_or_broken_file_says_so(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ from uuid import UUID
 from budget_guard.clock import Clock, system_clock
 from budget_guard.ledger import Ledger
 from budget_guard.policy import BudgetPolicy, LimitProvider, check_limit
-from budget_guard.stores import UsageStore, open_store
+from budget_guard.stores import DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY, UsageStore, open_store
+from budget_guard.stores.memory import DEFAULT_MAX_IDEMPOTENCY_KEYS, DEFAULT_MAX_OBJECTS
 from budget_guard.window import ConfigError, Window
 
 CONFIG_ENV = "BUDGET_GUARD_CONFIG"
@@ -43,11 +44,20 @@ class StoreSettings:
     reservation_ttl_seconds: float = 300.0
     max_companies: int = 1_000_000
     socket_timeout_seconds: float = 2.0
+    max_idempotency_keys_per_company: int = DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY
+    """Live ``Idempotency-Key`` values one company may hold (both stores)."""
+    max_idempotency_keys: int = DEFAULT_MAX_IDEMPOTENCY_KEYS
+    """Live idempotency keys of all companies together (memory store: its memory bound)."""
+    max_objects: int = DEFAULT_MAX_OBJECTS
+    """Upstream object owners remembered (memory store; least recently used go first)."""
 
     def open(self, window: Window, *, clock: Clock = system_clock) -> UsageStore:
         options: dict[str, Any] = {
             "reservation_ttl": self.reservation_ttl_seconds,
             "max_companies": self.max_companies,
+            "max_idempotency_keys_per_company": self.max_idempotency_keys_per_company,
+            "max_idempotency_keys": self.max_idempotency_keys,
+            "max_objects": self.max_objects,
         }
         if not self.url.startswith("memory"):
             options.update(
@@ -140,6 +150,13 @@ def _number(table: Mapping[str, Any], key: str, where: str, default: float) -> f
     return float(value)
 
 
+def _count(table: Mapping[str, Any], key: str, where: str, default: int) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where}.{key}: must be a positive whole number")
+    return value
+
+
 def settings_from_mapping(data: Mapping[str, Any], *, source: str | None = None) -> Settings:
     budget_t = data.get("budget", {})
     store_t = data.get("store", {})
@@ -181,6 +198,9 @@ def settings_from_mapping(data: Mapping[str, Any], *, source: str | None = None)
         "reservation_ttl_seconds",
         "max_companies",
         "socket_timeout_seconds",
+        "max_idempotency_keys_per_company",
+        "max_idempotency_keys",
+        "max_objects",
     }
     for key in store_t:
         if key not in known_store:
@@ -188,9 +208,21 @@ def settings_from_mapping(data: Mapping[str, Any], *, source: str | None = None)
     url = store_t.get("url", "memory://")
     if not isinstance(url, str) or "://" not in url:
         raise ConfigError("store.url: must be a URL such as memory:// or redis://host:6379/0")
-    max_companies = store_t.get("max_companies", 1_000_000)
-    if isinstance(max_companies, bool) or not isinstance(max_companies, int) or max_companies < 1:
-        raise ConfigError("store.max_companies: must be a positive whole number")
+    max_companies = _count(store_t, "max_companies", "store", 1_000_000)
+    keys_per_company = _count(
+        store_t,
+        "max_idempotency_keys_per_company",
+        "store",
+        DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY,
+    )
+    max_keys = _count(store_t, "max_idempotency_keys", "store", DEFAULT_MAX_IDEMPOTENCY_KEYS)
+    if url.startswith("memory") and keys_per_company >= max_keys:
+        # Else one company could fill the whole table and every other company's keyed
+        # record would answer 503: the per-company bound would protect no one.
+        raise ConfigError(
+            "store.max_idempotency_keys_per_company: must be below store.max_idempotency_keys"
+            f" ({max_keys}) on the memory store"
+        )
     store = StoreSettings(
         url=url,
         prefix=str(store_t.get("prefix", "budget-guard:")),
@@ -198,5 +230,8 @@ def settings_from_mapping(data: Mapping[str, Any], *, source: str | None = None)
         reservation_ttl_seconds=_number(store_t, "reservation_ttl_seconds", "store", 300),
         max_companies=max_companies,
         socket_timeout_seconds=_number(store_t, "socket_timeout_seconds", "store", 2.0),
+        max_idempotency_keys_per_company=keys_per_company,
+        max_idempotency_keys=max_keys,
+        max_objects=_count(store_t, "max_objects", "store", DEFAULT_MAX_OBJECTS),
     )
     return Settings(budget=budget, store=store, raw=dict(data), source=source)

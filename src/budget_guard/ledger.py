@@ -52,5 +52,14 @@ class Ledger:
     async def buckets(self, company_id: UUID) -> list[tuple[float, int]]:
         return await self.store.buckets(company_id)
 
+    async def remember_object(self, company_id: UUID, object_id: str, ttl: float) -> None:
+        """Record that ``company_id`` created the upstream object ``object_id`` (first owner
+        wins). Ownership is not budgeted, so no limit is looked up."""
+        await self.store.remember_object(company_id, object_id, ttl)
+
+    async def object_owner(self, object_id: str) -> UUID | None:
+        """The company that created ``object_id``, or ``None``: deny on ``None``."""
+        return await self.store.object_owner(object_id)
+
     async def aclose(self) -> None:
         await self.store.aclose()

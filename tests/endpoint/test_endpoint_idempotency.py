@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import httpx
 import pytest
@@ -13,11 +14,15 @@ from endpoint_support import (
     PATH,
     USER_A_KEY,
     USER_B_KEY,
+    WINDOW_DAYS,
     Serve,
     assert_error,
     bearer,
     usage,
 )
+
+from budget_guard.stores import MemoryStore, RedisStore, UsageStore
+from budget_guard.window import Window
 
 
 def _post(
@@ -111,3 +116,60 @@ async def test_concurrent_retries_of_one_key_count_once(
     fresh = [answer for answer in answers if "idempotent-replayed" not in answer.headers]
     assert len(fresh) == 1
     assert usage(now)["tokensUsed"] == 700
+
+
+def _bounded_store(request: pytest.FixtureRequest, store_kind: str, bound: int) -> UsageStore:
+    window = Window(WINDOW_DAYS)
+    if store_kind == "memory":
+        return MemoryStore(window, max_idempotency_keys_per_company=bound)
+    return RedisStore.from_url(
+        request.getfixturevalue("redis_url"),
+        window,
+        prefix=f"test-endpoint-{uuid.uuid4().hex}:",
+        max_idempotency_keys_per_company=bound,
+    )
+
+
+def test_a_company_at_its_key_bound_gets_429_and_no_other_company_does(
+    request: pytest.FixtureRequest, store_kind: str, install_endpoint: Serve
+) -> None:
+    """Issue 12 item 6: one tenant minting fresh keys is refused on its own."""
+    url = install_endpoint(store=_bounded_store(request, store_kind, 2))
+    assert _post(url, {"tokensUsed": 0}, "k1").status_code == 200
+    assert _post(url, {"tokensUsed": 5}, "k2").status_code == 200
+    refused = _post(url, {"tokensUsed": 7}, "k3")
+    body = assert_error(refused, 429, "IdempotencyKeysExhausted")
+    assert "2 live Idempotency-Keys" in body["message"]
+    assert 86_000 < int(refused.headers["retry-after"]) <= 86_400
+    assert usage(httpx.get(url + PATH, headers=bearer()))["tokensUsed"] == 5  # nothing recorded
+    # Keys the company holds still replay; usage without a key still lands.
+    retry = _post(url, {"tokensUsed": 5}, "k2")
+    assert retry.status_code == 200
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert httpx.post(url + PATH, json={"tokensUsed": 7}, headers=bearer()).status_code == 200
+    # Company B is untouched, even with the same key names.
+    for name in ("k1", "k2"):
+        answer = _post(url, {"tokensUsed": 1}, name, USER_B_KEY)
+        assert answer.status_code == 200
+        assert "idempotent-replayed" not in answer.headers
+    # The same refusal in JSV, as every error is in the negotiated format.
+    jsv = httpx.post(
+        url + PATH + ".jsv", json={"tokensUsed": 1}, headers=bearer(**{"Idempotency-Key": "k4"})
+    )
+    assert jsv.status_code == 429
+    assert jsv.text.startswith("{responseStatus:{errorCode:IdempotencyKeysExhausted,")
+
+
+def test_an_admins_keys_count_against_the_admin_not_the_company(
+    request: pytest.FixtureRequest, store_kind: str, install_endpoint: Serve
+) -> None:
+    url = install_endpoint(store=_bounded_store(request, store_kind, 2))
+    for name in ("a1", "a2"):
+        answer = _post(url, {"tokensUsed": 1, "companyId": str(COMPANY_A)}, name, ADMIN_KEY)
+        assert answer.status_code == 200
+    third = _post(url, {"tokensUsed": 1, "companyId": str(COMPANY_B)}, "a3", ADMIN_KEY)
+    assert_error(third, 429, "IdempotencyKeysExhausted")
+    # Company A's own allowance is whole: the admin's keys took none of it.
+    for name in ("u1", "u2"):
+        assert _post(url, {"tokensUsed": 1}, name).status_code == 200
+    assert usage(httpx.get(url + PATH, headers=bearer()))["tokensUsed"] == 4

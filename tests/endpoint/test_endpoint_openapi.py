@@ -13,7 +13,7 @@ from openapi_spec_validator import validate
 from budget_guard.endpoint import EndpointSettings, openapi_document
 from budget_guard.wire import TextCase
 
-CONTRACT_ERRORS = {"400", "401", "403", "405", "408", "413", "415", "422", "500", "503"}
+CONTRACT_ERRORS = {"400", "401", "403", "405", "408", "413", "415", "422", "429", "500", "503"}
 
 
 def _validator(document: dict[str, Any], schema_name: str) -> jsonschema.Draft202012Validator:

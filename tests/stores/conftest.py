@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
 from budget_guard.clock import ManualClock
 from budget_guard.stores import MemoryStore, RedisStore, UsageStore
 from budget_guard.window import Window
+from tests.redis_servers import RedisCluster
 
 StoreFactory = Callable[..., UsageStore]
 
@@ -20,7 +21,15 @@ def clock() -> ManualClock:
     return ManualClock(1_700_000_000.0 + 1234.5)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """One real 3-master Redis Cluster for the whole session (started only when a test
+    asks for it), so the contract suite also proves every script stays in one slot."""
+    with RedisCluster() as cluster:
+        yield cluster.url
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def make_store(
     request: pytest.FixtureRequest, clock: ManualClock
 ) -> AsyncIterator[StoreFactory]:
@@ -32,10 +41,12 @@ async def make_store(
         if request.param == "memory":
             store = MemoryStore(window, clock=clock, **options)  # type: ignore[arg-type]
         else:
-            url = request.getfixturevalue("redis_url")
+            cluster = request.param == "cluster"
+            url = request.getfixturevalue("redis_cluster_url" if cluster else "redis_url")
             store = RedisStore.from_url(
                 url,
                 window,
+                cluster=cluster,
                 clock=clock,
                 prefix=f"test-{uuid.uuid4().hex[:8]}:",
                 **options,  # type: ignore[arg-type]

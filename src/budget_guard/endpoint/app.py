@@ -10,7 +10,8 @@ The steps, in order, and why:
 4. The body is read with a cap (413), then bound and validated (400 / 415).
 5. The company is resolved by the one authorization rule (403, or 400 for an admin who named
    no company), then the ledger records (POST) or reads (GET). Store failures are 503 and
-   record nothing, a reused idempotency key is 422, a total beyond Int64 is 400.
+   record nothing, a reused idempotency key is 422, a new key from a company that holds its
+   bound of live keys is 429, a total beyond Int64 is 400.
 
 Anything else is a bug: it is logged (exception type and stack frames; never its message,
 headers, body or query) and answered 500 with an ``InternalServerError`` ResponseStatus and no
@@ -20,6 +21,7 @@ detail.
 from __future__ import annotations
 
 import logging
+import math
 from urllib.parse import parse_qsl
 from uuid import UUID
 
@@ -63,12 +65,14 @@ from budget_guard.failure import describe
 from budget_guard.ledger import Ledger
 from budget_guard.stores import (
     IdempotencyConflict,
+    IdempotencyKeysExhausted,
     StoreError,
     UsageOverflow,
 )
 from budget_guard.wire import (
     COMPANY_ID,
     IDEMPOTENCY_KEY_REUSED,
+    IDEMPOTENCY_KEYS_EXHAUSTED,
     METHOD_NOT_ALLOWED,
     NOT_EMPTY,
     REQUEST_ENTITY_TOO_LARGE,
@@ -294,6 +298,8 @@ class UsageEndpoint:
                 fmt,
                 case,
             )
+        except IdempotencyKeysExhausted as error:
+            return _keys_exhausted(error, fmt, case)
         except UsageOverflow:
             return field_error_reply(
                 400,
@@ -353,6 +359,25 @@ def _resolve(
             fmt,
             case,
         )
+
+
+def _keys_exhausted(error: IdempotencyKeysExhausted, fmt: WireFormat, case: TextCase) -> Reply:
+    """429: this company (only) holds its bound of live Idempotency-Keys; nothing recorded.
+    A retry with a key it already holds is still answered, and so is a record without one."""
+    logger.warning("idempotency keys refused: %s", error)
+    headers = []
+    if error.retry_after is not None:
+        headers.append(("retry-after", str(max(1, math.ceil(error.retry_after)))))
+    return error_reply(
+        429,
+        IDEMPOTENCY_KEYS_EXHAUSTED,
+        f"This company already holds {error.bound} live Idempotency-Keys, the most allowed;"
+        " nothing was recorded. Retry once its oldest key lapses (Retry-After), or send the"
+        " usage without an Idempotency-Key.",
+        fmt,
+        case,
+        headers,
+    )
 
 
 def _unavailable(error: StoreError, fmt: WireFormat, case: TextCase) -> Reply:

@@ -9,11 +9,19 @@ own company; an admin can name any company, so for admins the key is first *clai
 per-caller namespace (a zero-token record under a company id derived from the subject), which
 turns "same key, other company" into the same conflict as "same key, other token count".
 A claim is itself idempotent, so a retry after a 503 between the two steps still records once.
+
+Keys are client-chosen, so they are ``bounded``: each company holds at most the store's
+``max_idempotency_keys_per_company`` live keys, and a new key past that is refused for that
+company alone (the store's ``IdempotencyKeysExhausted``, answered 429). An admin's keys count
+against the admin's own claim namespace, not against the company it names: the claim is
+bounded and every key in a company needs a live claim, so an admin can neither use up a
+company's allowance nor exceed its own.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from uuid import UUID, uuid5
 
 from budget_guard.auth import Identity, Role
@@ -78,12 +86,14 @@ async def record_once(
     """Record ``tokens`` for ``company_id``, at most once per caller and key.
 
     Raises the store's ``IdempotencyConflict`` for a key reused with a different body, and
-    its ``StoreUnavailable`` / ``StoreFull`` / ``UsageOverflow`` unchanged.
+    its ``StoreUnavailable`` / ``StoreFull`` / ``UsageOverflow`` /
+    ``IdempotencyKeysExhausted`` unchanged.
     """
     if key is None:
         return await ledger.record(company_id, tokens)
-    dedupe = Dedupe(_scoped(identity, key), _fingerprint(company_id, tokens))
+    dedupe = Dedupe(_scoped(identity, key), _fingerprint(company_id, tokens), bounded=True)
     if identity.role is Role.ADMIN:
         # Limit 0 and no tokens: the claim records nothing and asks no limit provider.
         await ledger.store.record(_claims_company(identity), 0, 0, dedupe=dedupe)
+        dedupe = replace(dedupe, bounded=False)  # counted once, in the admin's namespace
     return await ledger.record(company_id, tokens, dedupe=dedupe)

@@ -41,13 +41,18 @@ _ERRORS: dict[int, str] = {
     413: "`RequestEntityTooLarge`: the body is over the configured cap.",
     415: "`UnsupportedMediaType`: a body in a Content-Type that is not JSON, JSV or a form.",
     422: "`IdempotencyKeyReused`: the `Idempotency-Key` was used before for a different body.",
+    429: (
+        "`IdempotencyKeysExhausted`: the company already holds its bound of live"
+        " `Idempotency-Key`s (`store.max_idempotency_keys_per_company`); nothing recorded."
+        " `Retry-After` says when its oldest key lapses; keys it holds still replay."
+    ),
     500: "`InternalServerError`: a bug; no detail is given.",
     503: (
         "`ServiceUnavailable`: the usage store is unavailable; retry with the same "
         "`Idempotency-Key` (a store that timed out may still apply the first attempt)."
     ),
 }
-_POST_ERRORS = (400, 401, 403, 405, 408, 413, 415, 422, 500, 503)
+_POST_ERRORS = (400, 401, 403, 405, 408, 413, 415, 422, 429, 500, 503)
 _GET_ERRORS = (400, 401, 403, 405, 500, 503)
 
 

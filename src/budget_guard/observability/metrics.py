@@ -293,6 +293,14 @@ class InstrumentedStore:
     async def buckets(self, company_id: UUID) -> list[tuple[float, int]]:
         return await self._timed("buckets", lambda: self.inner.buckets(company_id))
 
+    async def remember_object(self, company_id: UUID, object_id: str, ttl: float) -> None:
+        await self._timed(
+            "remember_object", lambda: self.inner.remember_object(company_id, object_id, ttl)
+        )
+
+    async def object_owner(self, object_id: str) -> UUID | None:
+        return await self._timed("object_owner", lambda: self.inner.object_owner(object_id))
+
     async def ping(self) -> None:
         await self._timed("ping", self.inner.ping)
 

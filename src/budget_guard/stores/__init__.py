@@ -6,8 +6,11 @@ from typing import Any
 
 from budget_guard.clock import Clock, system_clock
 from budget_guard.stores.base import (
+    DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY,
+    MAX_OBJECT_ID_CHARS,
     Dedupe,
     IdempotencyConflict,
+    IdempotencyKeysExhausted,
     RecordResult,
     Reservation,
     StoreError,
@@ -20,8 +23,11 @@ from budget_guard.stores.memory import MemoryStore
 from budget_guard.window import ConfigError, Window
 
 __all__ = [
+    "DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY",
+    "MAX_OBJECT_ID_CHARS",
     "Dedupe",
     "IdempotencyConflict",
+    "IdempotencyKeysExhausted",
     "MemoryStore",
     "RecordResult",
     "RedisStore",
@@ -39,10 +45,20 @@ def open_store(
     url: str, window: Window, *, clock: Clock = system_clock, **options: Any
 ) -> UsageStore:
     """``memory://`` for the embedded store; ``redis://``, ``rediss://``, ``unix://`` for Redis
-    (``redis+cluster://`` or ``cluster=True`` for Redis Cluster)."""
+    (``redis+cluster://`` or ``cluster=True`` for Redis Cluster).
+
+    Options only one backend understands are dropped for the other: the memory store's
+    bounds on process memory (``max_companies``, ``max_idempotency_keys``, ``max_objects``)
+    mean nothing to Redis, whose memory is bounded by its own ``maxmemory``."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "memory":
-        allowed = {"max_companies", "reservation_ttl", "max_idempotency_keys"}
+        allowed = {
+            "max_companies",
+            "reservation_ttl",
+            "max_idempotency_keys",
+            "max_idempotency_keys_per_company",
+            "max_objects",
+        }
         return MemoryStore(
             window, clock=clock, **{k: v for k, v in options.items() if k in allowed}
         )
@@ -50,8 +66,8 @@ def open_store(
         from budget_guard.stores.redis import RedisStore
 
         cluster = bool(options.pop("cluster", False)) or scheme.endswith("+cluster")
-        options.pop("max_companies", None)
-        options.pop("max_idempotency_keys", None)
+        for memory_only in ("max_companies", "max_idempotency_keys", "max_objects"):
+            options.pop(memory_only, None)
         real_url = url.replace("+cluster://", "://", 1)
         return RedisStore.from_url(real_url, window, cluster=cluster, clock=clock, **options)
     raise ConfigError(

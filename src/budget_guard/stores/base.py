@@ -15,6 +15,11 @@ from budget_guard.snapshot import UsageSnapshot
 from budget_guard.window import Window
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY = 100_000
+"""Live caller-chosen idempotency keys one company may hold (see :class:`Dedupe.bounded`)."""
+
+MAX_OBJECT_ID_CHARS = 256
+"""Upstream object ids are untrusted strings; longer ones are refused, not stored."""
 
 
 class StoreError(Exception):
@@ -39,6 +44,20 @@ class IdempotencyConflict(StoreError):
     """The idempotency key was already used for a different request."""
 
 
+class IdempotencyKeysExhausted(StoreError):
+    """The company already holds its bound of live caller-chosen idempotency keys, so a new
+    one is refused (nothing recorded). Only that company is refused: keys are counted per
+    company so that one tenant minting fresh keys cannot crowd out any other. A retry with a
+    key it already holds is still answered.
+
+    ``retry_after``: seconds until the company's oldest live key lapses, when known."""
+
+    def __init__(self, message: str, *, bound: int, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.bound = bound
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True, slots=True)
 class Dedupe:
     """Makes a record call idempotent: the same ``key`` within ``ttl`` records nothing more
@@ -48,12 +67,42 @@ class Dedupe:
     key: str
     fingerprint: str = ""
     ttl: float = IDEMPOTENCY_TTL_SECONDS
+    bounded: bool = False
+    """True for a key the *caller* chose (the endpoint's ``Idempotency-Key``): it counts
+    toward the company's bound of live keys, and a new one past the bound raises
+    :class:`IdempotencyKeysExhausted`. False (the default) for the system's own keys (the
+    guard's ``op:`` retry keys, ``settle:`` keys): one per request, short-lived, and never
+    refused, since refusing one would drop usage that really happened (a budget bypass)."""
 
 
 def settle_dedupe(reservation: Reservation, actual: int, ttl: float) -> Dedupe:
     """The dedupe key a settle records under, so settling twice, or replaying a settle the
     store did not answer, records the actual cost once."""
     return Dedupe(f"settle:{reservation.id}", str(actual), ttl)
+
+
+def check_object_id(object_id: str) -> str:
+    """``object_id`` unchanged, or :class:`ValueError`: it comes from the upstream's reply, so
+    it is bounded before it becomes a key (1 to :data:`MAX_OBJECT_ID_CHARS` printable ASCII
+    characters, no spaces; real ids look like ``file-abc``, ``resp_abc``, ``vs_abc``)."""
+    if (
+        not isinstance(object_id, str)
+        or not 0 < len(object_id) <= MAX_OBJECT_ID_CHARS
+        or not object_id.isascii()
+        or not object_id.isprintable()
+        or " " in object_id
+    ):
+        raise ValueError(
+            f"an upstream object id must be 1 to {MAX_OBJECT_ID_CHARS} printable ASCII "
+            "characters without spaces"
+        )
+    return object_id
+
+
+def check_object_ttl(ttl: float) -> float:
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < float("inf"):
+        raise ValueError("an object ownership ttl must be a positive number of seconds")
+    return float(ttl)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +150,19 @@ class UsageStore(Protocol):
 
     async def buckets(self, company_id: UUID) -> list[tuple[float, int]]:
         """The live buckets, oldest first, as ``(bucket start epoch seconds, tokens)``."""
+        ...
+
+    async def remember_object(self, company_id: UUID, object_id: str, ttl: float) -> None:
+        """Record that ``company_id`` created ``object_id`` upstream, for ``ttl`` seconds.
+        First owner wins: an id that already has a live owner is left unchanged (another
+        company claiming it does not take it over, and the owner's ttl is not extended).
+        :class:`ValueError` for an id outside :func:`check_object_id` or a ttl that is not
+        a positive number."""
+        ...
+
+    async def object_owner(self, object_id: str) -> UUID | None:
+        """The company that created ``object_id``, or ``None`` when none is known (never
+        remembered, lapsed, or dropped by a bounded store): callers must deny on ``None``."""
         ...
 
     async def ping(self) -> None:

@@ -7,6 +7,11 @@ one bucket, by which time all of its buckets have expired, so the cache only eve
 companies with no live usage. If the bound is reached with every company live, the store
 raises :class:`StoreFull` rather than evict one (an evicted company would start from zero:
 a budget bypass).
+
+Idempotency keys are bounded twice: per company (``max_idempotency_keys_per_company``, for
+the keys callers choose), so one tenant minting fresh keys is refused on its own
+(:class:`IdempotencyKeysExhausted`) and crowds out no other company; and in total
+(``max_idempotency_keys``), the process's memory backstop (:class:`StoreFull`).
 """
 
 from __future__ import annotations
@@ -18,23 +23,33 @@ from collections import deque
 from typing import Any
 from uuid import UUID
 
-from cachetools import TTLCache
+from cachetools import TLRUCache, TTLCache
 
 from budget_guard.clock import Clock, system_clock
 from budget_guard.snapshot import UsageSnapshot
 from budget_guard.stores.base import (
+    DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY,
     Dedupe,
     IdempotencyConflict,
+    IdempotencyKeysExhausted,
     RecordResult,
     Reservation,
     StoreFull,
     UsageOverflow,
+    check_object_id,
+    check_object_ttl,
     settle_dedupe,
 )
 from budget_guard.window import INT64_MAX, Window
 
 DEFAULT_MAX_COMPANIES = 1_000_000
 DEFAULT_MAX_IDEMPOTENCY_KEYS = 1_000_000
+DEFAULT_MAX_OBJECTS = 1_000_000
+
+_Key = tuple[UUID, str]
+"""(company, dedupe key)"""
+_KeyEntry = tuple[str, int, int, float, bool]
+"""(fingerprint, tokens used, token limit, lapses at, bounded) of one live dedupe key"""
 
 
 class _NoEvictTTLCache(TTLCache[UUID, "_Account"]):
@@ -71,6 +86,8 @@ class MemoryStore:
         clock: Clock = system_clock,
         max_companies: int = DEFAULT_MAX_COMPANIES,
         max_idempotency_keys: int = DEFAULT_MAX_IDEMPOTENCY_KEYS,
+        max_idempotency_keys_per_company: int = DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY,
+        max_objects: int = DEFAULT_MAX_OBJECTS,
         reservation_ttl: float = 300.0,
     ) -> None:
         self.window = window or Window()
@@ -83,11 +100,23 @@ class MemoryStore:
             ttl=self.window.seconds + 2 * self.window.bucket_seconds + reservation_ttl,
             timer=clock,
         )
+        if min(max_idempotency_keys, max_idempotency_keys_per_company, max_objects) < 1:
+            raise ValueError("the memory store's bounds must be at least 1")
         self._max_keys = max_idempotency_keys
-        # (company, key) -> (fingerprint, tokens_used, token_limit, lapses at); the deque
-        # holds keys in insertion order so lapsed ones are dropped from the front in O(1).
-        self._keys: dict[tuple[UUID, str], tuple[str, int, int, float]] = {}
-        self._key_order: deque[tuple[float, tuple[UUID, str]]] = deque()
+        self._max_company_keys = max_idempotency_keys_per_company
+        self._keys: dict[_Key, _KeyEntry] = {}
+        # One queue per key ttl, so that each queue is in lapse order and lapsed keys leave
+        # from the fronts in O(1) amortized. (One queue for all ttls let a 24 h key at the
+        # front hold back every 10-minute key behind it, and those still counted.)
+        self._key_order: dict[float, deque[tuple[float, _Key]]] = {}
+        # company -> its live bounded keys, oldest first (key -> lapses at): the count the
+        # per-company bound is checked against, and the oldest lapse for Retry-After.
+        self._company_keys: dict[UUID, dict[str, float]] = {}
+        # object id -> (owner, lapses at); evicting an entry early (at the bound, least
+        # recently used first) only ever denies its owner, never grants another company.
+        self._objects: TLRUCache[str, tuple[UUID, float]] = TLRUCache(
+            maxsize=max_objects, ttu=lambda _key, value, _now: value[1], timer=clock
+        )
         self._lock = threading.Lock()
 
     # -- internals -------------------------------------------------------------------------
@@ -168,12 +197,55 @@ class MemoryStore:
             self._accounts[company_id] = acct
 
     def _forget_lapsed_keys(self, now: float) -> None:
-        order = self._key_order
-        while order and order[0][0] <= now:
-            _, k = order.popleft()
-            entry = self._keys.get(k)
-            if entry is not None and entry[3] <= now:
-                del self._keys[k]
+        emptied: list[float] = []
+        for ttl, order in self._key_order.items():
+            while order and order[0][0] <= now:
+                _, k = order.popleft()
+                entry = self._keys.get(k)
+                if entry is not None and entry[3] <= now:
+                    self._forget_key(k, entry)
+            if not order:
+                emptied.append(ttl)
+        for ttl in emptied:  # so that callers' many ttls cannot pile up empty queues
+            del self._key_order[ttl]
+
+    def _forget_key(self, k: _Key, entry: _KeyEntry) -> None:
+        del self._keys[k]
+        if entry[4]:
+            company_id, key = k
+            held = self._company_keys[company_id]
+            del held[key]
+            if not held:
+                del self._company_keys[company_id]
+
+    def _admit_key(self, company_id: UUID, dedupe: Dedupe, now: float) -> None:
+        """Raise unless a new key of this company may be stored; nothing is written."""
+        if dedupe.bounded:
+            held = self._company_keys.get(company_id)
+            if held is not None and len(held) >= self._max_company_keys:
+                oldest = next(iter(held.values()))
+                raise IdempotencyKeysExhausted(
+                    f"memory store: company {company_id} holds {len(held)} live idempotency "
+                    "keys (store.max_idempotency_keys_per_company)",
+                    bound=self._max_company_keys,
+                    retry_after=max(0.0, oldest - now),
+                )
+        if len(self._keys) >= self._max_keys:
+            raise StoreFull(
+                "memory store: too many live idempotency keys (store.max_idempotency_keys)"
+            )
+
+    def _remember_key(self, k: _Key, entry: _KeyEntry, ttl: float) -> None:
+        self._keys[k] = entry
+        order = self._key_order.get(ttl)
+        if order is None:
+            order = self._key_order[ttl] = deque()
+        order.append((entry[3], k))
+        if entry[4]:
+            held = self._company_keys.get(k[0])
+            if held is None:
+                held = self._company_keys[k[0]] = {}
+            held[k[1]] = entry[3]
 
     # -- the protocol ----------------------------------------------------------------------
 
@@ -188,19 +260,20 @@ class MemoryStore:
             self._forget_lapsed_keys(now)
             k = (company_id, dedupe.key)
             seen = self._keys.get(k)
+            if seen is not None and seen[3] <= now:  # lapsed, its queue not yet reached
+                self._forget_key(k, seen)
+                seen = None
             if seen is not None:
                 if seen[0] != dedupe.fingerprint:
                     raise IdempotencyConflict("idempotency key reused for a different request")
                 acct = self._account(company_id, now, create=False)
                 current = self._snapshot(company_id, acct, limit)
                 return RecordResult(current.as_first_answer(seen[1], seen[2]), replayed=True)
-            if len(self._keys) >= self._max_keys:
-                raise StoreFull("memory store: too many live idempotency keys")
+            self._admit_key(company_id, dedupe, now)
             acct = self._add(company_id, tokens, now)
             snap = self._snapshot(company_id, acct, limit)
-            lapses = now + dedupe.ttl
-            self._keys[k] = (dedupe.fingerprint, snap.tokens_used, limit, lapses)
-            self._key_order.append((lapses, k))
+            entry = (dedupe.fingerprint, snap.tokens_used, limit, now + dedupe.ttl, dedupe.bounded)
+            self._remember_key(k, entry, dedupe.ttl)
             return RecordResult(snap)
 
     async def read(self, company_id: UUID, limit: int) -> UsageSnapshot:
@@ -263,6 +336,24 @@ class MemoryStore:
                 if acct.ring[(oldest + i) % size]
             ]
 
+    async def remember_object(self, company_id: UUID, object_id: str, ttl: float) -> None:
+        """First owner wins. The table is bounded (``store.max_objects``): at the bound the
+        least recently used entry goes, which only makes its owner's later lookups answer
+        ``None`` (denied); it can never hand the id to another company, as long as ids are
+        remembered only from the upstream's answer to the creating company's own request
+        (the upstream never issues one id twice)."""
+        check_object_id(object_id)
+        ttl = check_object_ttl(ttl)
+        with self._lock:
+            if self._objects.get(object_id) is None:
+                self._objects[object_id] = (company_id, self._clock() + ttl)
+
+    async def object_owner(self, object_id: str) -> UUID | None:
+        check_object_id(object_id)
+        with self._lock:
+            entry = self._objects.get(object_id)
+            return None if entry is None else entry[0]
+
     async def ping(self) -> None:
         return None
 
@@ -270,4 +361,8 @@ class MemoryStore:
         return None
 
     def stats(self) -> dict[str, Any]:
-        return {"companies": len(self._accounts), "idempotency_keys": len(self._keys)}
+        return {
+            "companies": len(self._accounts),
+            "idempotency_keys": len(self._keys),
+            "objects": len(self._objects),
+        }

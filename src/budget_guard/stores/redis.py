@@ -4,6 +4,11 @@ Every operation is one ``EVALSHA`` of ``usage.lua``: the script expires old buck
 the change and returns the snapshot atomically, so no read-modify-write ever happens in
 Python. All keys of a company carry the company as a hash tag (``{<guid>}``), so they live in
 one cluster slot and the script runs unchanged on Redis Cluster.
+
+Caller-chosen dedupe keys are also listed in a per-company sorted set (same slot), so that
+the script can refuse a company's new key past ``max_idempotency_keys_per_company`` without
+any other company noticing. Object ownership (``remember_object``) is one plain key per
+object, hash-tagged by the object id: single-key commands, no script.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+from collections.abc import Awaitable, Callable
 from importlib.resources import files
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import redis.asyncio as aioredis
@@ -26,13 +32,17 @@ from budget_guard.clock import Clock, system_clock
 from budget_guard.failure import describe
 from budget_guard.snapshot import UsageSnapshot
 from budget_guard.stores.base import (
+    DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY,
     Dedupe,
     IdempotencyConflict,
+    IdempotencyKeysExhausted,
     RecordResult,
     Reservation,
     StoreError,
     StoreUnavailable,
     UsageOverflow,
+    check_object_id,
+    check_object_ttl,
     settle_dedupe,
 )
 from budget_guard.stores.restarts import RestartWatch
@@ -51,6 +61,7 @@ else:
     _POOL_CHECKS = {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
 
 RedisClient = aioredis.Redis | RedisCluster
+T = TypeVar("T")
 
 
 class RedisStore:
@@ -68,6 +79,7 @@ class RedisStore:
         restart_check_seconds: float = 5.0,
         max_in_flight: int | None = None,
         in_flight_wait: float = 2.0,
+        max_idempotency_keys_per_company: int = DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY,
     ) -> None:
         """``restart_check_seconds``: how often, while in use, to check in the background
         that Redis has not come back empty (0: only in :meth:`ping`); see ``restarts.py``.
@@ -75,7 +87,11 @@ class RedisStore:
         ``max_in_flight``: at most this many operations at once; more wait their turn (at
         most ``in_flight_wait`` seconds, then :class:`StoreUnavailable`). Needed for Redis
         Cluster, whose client has no waiting pool: past its per-node ``max_connections`` it
-        raises, which would turn a burst into an outage."""
+        raises, which would turn a burst into an outage.
+
+        ``max_idempotency_keys_per_company``: live caller-chosen dedupe keys (``Dedupe``
+        with ``bounded``) one company may hold; a new one past it is refused with
+        :class:`IdempotencyKeysExhausted` for that company alone."""
         self.window = window or Window()
         self._client = client
         self._prefix = prefix
@@ -83,9 +99,12 @@ class RedisStore:
         self._reservation_ttl_ms = int(reservation_ttl * 1000)
         self._bucket_ms = self.window.bucket_seconds * 1000
         self._n = self.window.buckets
+        if max_idempotency_keys_per_company < 1:
+            raise ValueError("max_idempotency_keys_per_company must be at least 1")
+        self._max_company_keys = max_idempotency_keys_per_company
         self._script = client.register_script(_SCRIPT)
         self._restarts = RestartWatch(client, f"{prefix}marker", interval=restart_check_seconds)
-        self._key_cache: LRUCache[UUID, tuple[str, str, str, str]] = LRUCache(maxsize=65_536)
+        self._key_cache: LRUCache[UUID, tuple[str, str, str, str, str]] = LRUCache(maxsize=65_536)
         self._gate = asyncio.Semaphore(max_in_flight) if max_in_flight else None
         self._gate_wait = in_flight_wait
         # A cluster client learns its topology on first use; a burst of first calls racing
@@ -151,14 +170,14 @@ class RedisStore:
     def client(self) -> RedisClient:
         return self._client
 
-    def _keys(self, company_id: UUID) -> tuple[str, str, str, str]:
+    def _keys(self, company_id: UUID) -> tuple[str, str, str, str, str]:
         """The company's keys (usage, reservation times, reservation amounts, the key used
-        when a call has no dedupe); cached, since building them is a measurable part of a
-        record's client-side cost."""
+        when a call has no dedupe, its live bounded dedupe keys); cached, since building
+        them is a measurable part of a record's client-side cost."""
         keys = self._key_cache.get(company_id)
         if keys is None:
             base = f"{self._prefix}{{{company_id}}}"
-            keys = (f"{base}:u", f"{base}:rt", f"{base}:ra", f"{base}:k:-")
+            keys = (f"{base}:u", f"{base}:rt", f"{base}:ra", f"{base}:k:-", f"{base}:kz")
             self._key_cache[company_id] = keys
         return keys
 
@@ -176,15 +195,16 @@ class RedisStore:
         reservation_id: str = "",
         dedupe: Dedupe | None = None,
     ) -> list[str]:
-        usage, held_at, held, no_dedupe = self._keys(company_id)
+        usage, held_at, held, no_dedupe, live_keys = self._keys(company_id)
         dedupe_key = self._dedupe_key(company_id, dedupe.key) if dedupe else no_dedupe
         dedupe_ms = max(1, int(dedupe.ttl * 1000)) if dedupe else 0
+        bound = self._max_company_keys if dedupe and dedupe.bounded else 0
         numbers = (
             f"{op} {int(self._clock() * 1000)} {self._bucket_ms} {self._n} {limit} {tokens} "
-            f"{self._reservation_ttl_ms} {dedupe_ms}"
+            f"{self._reservation_ttl_ms} {dedupe_ms} {bound}"
         )
         args = (numbers, reservation_id, dedupe.fingerprint if dedupe else "")
-        keys = (usage, held_at, held, dedupe_key)
+        keys = (usage, held_at, held, dedupe_key, live_keys)
         try:
             if self._topology_pending:
                 await self._learn_topology()
@@ -192,24 +212,42 @@ class RedisStore:
             if gate is None:
                 reply = await self._script(keys=keys, args=args)
             else:
-                reply = await self._gated(gate, keys, args)
-        except ResponseError as exc:
-            raise StoreUnavailable(f"redis refused the usage script: {exc}") from None
-        except (RedisError, OSError) as exc:
-            self._restarts.store_failed()
-            raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from None
+                reply = await self._gated(gate, lambda: self._script(keys=keys, args=args))
         except StoreError:
             raise  # already said (every connection stayed busy)
         except Exception as exc:
-            # The client library's own failures (redis-py's cluster client has raised
-            # AttributeError on a connection dropped under a burst) are the store failing:
-            # fail-open journals, fail-closed answers 503; never a 500.
-            self._restarts.store_failed()
-            raise StoreUnavailable(f"redis client failed: {describe(exc)}") from None
+            raise self._failure(exc, "the usage script") from None
         self._restarts.store_answered()
         if isinstance(reply, str):  # the common case: "status used reserved frees"
             return [*reply.split(" "), ""]
         return reply  # type: ignore[no-any-return]
+
+    def _failure(self, exc: Exception, what: str) -> StoreUnavailable:
+        """What a failed call is reported as: always :class:`StoreUnavailable`, so that
+        fail-open journals and fail-closed answers 503, never a 500."""
+        if isinstance(exc, ResponseError):
+            return StoreUnavailable(f"redis refused {what}: {exc}")
+        self._restarts.store_failed()
+        if isinstance(exc, RedisError | OSError):
+            return StoreUnavailable(f"redis unavailable: {type(exc).__name__}")
+        # The client library's own failures (redis-py's cluster client has raised
+        # AttributeError on a connection dropped under a burst) are the store failing too.
+        return StoreUnavailable(f"redis client failed: {describe(exc)}")
+
+    async def _command(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """One plain command (not the usage script) under the same topology learning,
+        in-flight gate and failure mapping as the script."""
+        try:
+            if self._topology_pending:
+                await self._learn_topology()
+            gate = self._gate
+            reply = await (call() if gate is None else self._gated(gate, call))
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise self._failure(exc, what) from None
+        self._restarts.store_answered()
+        return reply
 
     async def _learn_topology(self) -> None:
         async with self._topology_lock:
@@ -217,9 +255,7 @@ class RedisStore:
                 await self._client.initialize()
                 self._topology_pending = False
 
-    async def _gated(
-        self, gate: asyncio.Semaphore, keys: tuple[str, ...], args: tuple[str, ...]
-    ) -> Any:
+    async def _gated(self, gate: asyncio.Semaphore, call: Callable[[], Awaitable[T]]) -> T:
         if gate.locked():
             try:
                 await asyncio.wait_for(gate.acquire(), self._gate_wait)
@@ -228,7 +264,7 @@ class RedisStore:
         else:
             await gate.acquire()  # a free slot: returns without suspending
         try:
-            return await self._script(keys=keys, args=args)
+            return await call()
         finally:
             gate.release()
 
@@ -255,6 +291,13 @@ class RedisStore:
         status = reply[0]
         if status == "overflow":
             raise UsageOverflow("recording would take the total beyond Int64")
+        if status == "keys":  # "keys <live keys> <oldest lapses ms>"
+            raise IdempotencyKeysExhausted(
+                f"redis store: company {company_id} holds {reply[1]} live idempotency keys "
+                "(store.max_idempotency_keys_per_company)",
+                bound=self._max_company_keys,
+                retry_after=max(0.0, int(reply[2]) / 1000 - self._clock()),
+            )
         snap = self._snapshot(company_id, limit, reply)
         if status != "replay":
             return RecordResult(snap)
@@ -314,6 +357,30 @@ class RedisStore:
         """How many times this process found that Redis had come back empty (each one is
         logged once at ERROR: the usage recorded before it is lost)."""
         return self._restarts.detected
+
+    def _object_key(self, object_id: str) -> str:
+        # Hash-tagged by the object id: every object is its own slot, one key, one command.
+        return f"{self._prefix}obj:{{{check_object_id(object_id)}}}"
+
+    async def remember_object(self, company_id: UUID, object_id: str, ttl: float) -> None:
+        """``SET NX PX``: first owner wins, atomically, even between hosts."""
+        key = self._object_key(object_id)
+        ttl_ms = max(1, int(check_object_ttl(ttl) * 1000))
+        client = self._client
+        await self._command(
+            "remember_object", lambda: client.set(key, company_id.hex, nx=True, px=ttl_ms)
+        )
+
+    async def object_owner(self, object_id: str) -> UUID | None:
+        key = self._object_key(object_id)
+        client = self._client
+        value = await self._command("object_owner", lambda: client.get(key))
+        if not value:
+            return None
+        try:
+            return UUID(hex=value)
+        except ValueError:  # not written by us: an unknown owner is no owner (denied)
+            return None
 
     async def ping(self) -> None:
         """Also checks (and on first use writes) the restart marker."""

@@ -6,16 +6,20 @@
 -- KEYS[3] hash of reservation id -> tokens
 -- KEYS[4] dedupe key of this call (used only when dedupe_ttl_ms > 0; always a key of the
 --         company's slot so that the script runs on Redis Cluster)
--- ARGV[1] "op now_ms bucket_ms n limit tokens reservation_ttl_ms dedupe_ttl_ms" (one string:
---         encoding and sending one argument is cheaper than eight)
+-- KEYS[5] zset of the company's live bounded dedupe keys (member: the digest ending KEYS[4])
+--         scored by the time (ms) they lapse; its size is checked against key_bound
+-- ARGV[1] "op now_ms bucket_ms n limit tokens reservation_ttl_ms dedupe_ttl_ms key_bound"
+--         (one string: encoding and sending one argument is cheaper than nine); key_bound 0
+--         means the dedupe key is the system's own and is neither counted nor refused
 -- ARGV[2] reservation id, ARGV[3] dedupe fingerprint
 --
 -- Arithmetic on totals is done with HINCRBY (exact Int64 in C) and totals are returned as the
 -- strings Redis stores: Lua numbers are doubles and would round above 2^53.
 -- Returns "status used reserved frees" (frees: a time in ms, "never", or "-"), or on a
--- dedupe replay {"replay", used, reserved, frees, stored first answer}.
+-- dedupe replay {"replay", used, reserved, frees, stored first answer}, or for a new bounded
+-- key of a company at its bound "keys live_keys oldest_lapse_ms" (nothing recorded).
 
-local usage, held_at, held, dedupe = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local usage, held_at, held, dedupe, live_keys = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local a = {}
 for word in string.gmatch(ARGV[1], '%S+') do a[#a + 1] = word end
 local op = a[1]
@@ -27,6 +31,7 @@ local tokens = a[6]
 local reservation_ttl = tonumber(a[7])
 local dedupe_ttl = a[8]
 local use_dedupe = dedupe_ttl ~= '0'
+local key_bound = tonumber(a[9] or '0')
 local size = n + 1
 
 local state = redis.call('HMGET', usage, 'h', 'r')
@@ -113,13 +118,32 @@ if op == 'record' or op == 'settle' then
     -- The key lapses by the caller's clock too (PX alone follows only the server's clock).
     if replay and tonumber(string.match(replay, '^(%d+)|')) <= now then replay = false end
   end
+  local member = nil
+  if use_dedupe and not replay and key_bound > 0 then
+    -- A new caller-chosen key: count the company's live ones (each lapsed one is removed
+    -- once, so O(1) amortized) and refuse it, recording nothing, at the bound.
+    member = string.match(dedupe, '[^:]*$')
+    redis.call('ZREMRANGEBYSCORE', live_keys, '-inf', now)
+    local live = redis.call('ZCARD', live_keys)
+    if live >= key_bound then
+      local oldest = redis.call('ZRANGE', live_keys, 0, 0, 'WITHSCORES')[2] or now
+      return 'keys ' .. live .. ' ' .. string.format('%d', tonumber(oldest))
+    end
+  end
   if not replay then
     status = add(tokens)
     if status == 'ok' and use_dedupe then
       local used = redis.call('HGET', usage, 'u') or '0'
-      local lapses = string.format('%d', now + tonumber(dedupe_ttl))
+      local lapses_at = now + tonumber(dedupe_ttl)
+      local lapses = string.format('%d', lapses_at)
+      local ttl = math.max(1, math.floor(tonumber(dedupe_ttl)))
       redis.call('SET', dedupe, lapses .. '|' .. ARGV[3] .. '|' .. used .. '|' .. a[5],
-                 'PX', math.max(1, math.floor(tonumber(dedupe_ttl))))
+                 'PX', ttl)
+      if member then
+        redis.call('ZADD', live_keys, lapses_at, member)
+        -- The set lives as long as its longest-lived key, and then vanishes by itself.
+        if redis.call('PTTL', live_keys) < ttl then redis.call('PEXPIRE', live_keys, ttl) end
+      end
     end
   end
 elseif op == 'reserve' then

@@ -12,6 +12,7 @@ __all__ = [
     "BAD_REQUEST",
     "FORBIDDEN",
     "GREATER_THAN_OR_EQUAL",
+    "IDEMPOTENCY_KEYS_EXHAUSTED",
     "IDEMPOTENCY_KEY_REUSED",
     "METHOD_NOT_ALLOWED",
     "NOT_EMPTY",
@@ -40,6 +41,9 @@ UNPROCESSABLE_ENTITY = "UnprocessableEntity"
 #: Suggested code for a reused Idempotency-Key with a different body (422); the contract
 #: leaves the code open, this names the cause.
 IDEMPOTENCY_KEY_REUSED = "IdempotencyKeyReused"
+#: 429 for a new Idempotency-Key from a company that already holds its bound of live keys
+#: (``store.max_idempotency_keys_per_company``); the contract has no code for it.
+IDEMPOTENCY_KEYS_EXHAUSTED = "IdempotencyKeysExhausted"
 
 #: The top-level ErrorCode the contract gives each non-validation status.
 STANDARD_ERROR_CODES: dict[int, str] = {

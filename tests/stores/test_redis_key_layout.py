@@ -1,0 +1,81 @@
+"""What the Redis store writes for the bounds of issues 11 and 12: one key per object, one
+sorted set per company for its caller-chosen idempotency keys, each expiring by itself."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from budget_guard.clock import ManualClock
+from budget_guard.stores import Dedupe, RedisStore, StoreUnavailable
+from budget_guard.window import Window
+
+
+@pytest.fixture
+async def raw(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+async def test_an_object_is_one_key_in_its_own_slot_with_its_ttl(
+    redis_url: str, raw: aioredis.Redis
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:6]}:"
+    store = RedisStore.from_url(redis_url, Window(30), prefix=prefix)
+    owner = uuid.uuid4()
+    try:
+        await store.remember_object(owner, "file-abc", 3600)
+        key = f"{prefix}obj:{{file-abc}}"
+        assert await raw.get(key) == owner.hex
+        assert 3_590_000 < await raw.pttl(key) <= 3_600_000
+    finally:
+        await store.aclose()
+
+
+async def test_only_caller_chosen_keys_are_listed_and_the_list_expires(
+    redis_url: str, raw: aioredis.Redis
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:6]}:"
+    store = RedisStore.from_url(redis_url, Window(30), prefix=prefix, clock=ManualClock())
+    company = uuid.uuid4()
+    try:
+        await store.record(company, 1, 100, dedupe=Dedupe("op:1", ttl=600))
+        await store.record(company, 1, 100, dedupe=Dedupe("mine", ttl=60, bounded=True))
+        await store.record(company, 1, 100, dedupe=Dedupe("mine-2", ttl=30, bounded=True))
+        live = f"{prefix}{{{company}}}:kz"
+        assert await raw.zcard(live) == 2
+        assert 59_000 < await raw.pttl(live) <= 60_000  # as long as its longest-lived key
+    finally:
+        await store.aclose()
+
+
+async def test_ownership_calls_on_a_redis_that_is_gone_are_store_unavailable() -> None:
+    store = RedisStore.from_url("redis://127.0.0.1:1/0", Window(30), connect_timeout=0.2)
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.remember_object(uuid.uuid4(), "file-1", 60)
+        with pytest.raises(StoreUnavailable):
+            await store.object_owner("file-1")
+    finally:
+        await store.aclose()
+
+
+async def test_an_unexpected_client_error_in_an_ownership_call_is_store_unavailable(
+    redis_url: str,
+) -> None:
+    store = RedisStore.from_url(redis_url, Window(30), prefix=f"t{uuid.uuid4().hex[:6]}:")
+    try:
+
+        async def broken(*args: Any, **kwargs: Any) -> Any:
+            raise AttributeError("'NoneType' object has no attribute 'writelines'")
+
+        store.client.get = broken  # type: ignore[method-assign]
+        with pytest.raises(StoreUnavailable, match="AttributeError"):
+            await store.object_owner("file-1")
+    finally:
+        await store.aclose()
