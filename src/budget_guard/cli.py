@@ -151,6 +151,7 @@ def _connection_bounds(
     return ConnectionBounds(
         header_timeout_seconds=server.header_timeout_seconds,
         max_connections=server.connection_bound(raise_descriptor_limit(), reserved),
+        http=server.http,
     )
 
 
@@ -160,7 +161,7 @@ def _connections_line(server: ServerSettings, bounds: ConnectionBounds) -> str:
         line += f" (server.max_connections {server.max_connections:,} lowered: descriptor limit)"
     return (
         line + f"; request head within {server.header_timeout_seconds:g} s, "
-        f"idle keep-alive {server.keep_alive_seconds:g} s"
+        f"idle keep-alive {server.keep_alive_seconds:g} s; {server.http}"
     )
 
 

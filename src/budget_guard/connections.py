@@ -31,6 +31,7 @@ from weakref import WeakKeyDictionary
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 logger = logging.getLogger("budget_guard.connections")
@@ -46,6 +47,18 @@ REFUSAL = (
 )
 """The whole answer to a refused connection, written without parsing a request: the client
 learns it was turned away (and when to retry) instead of seeing a bare reset."""
+
+MAX_HEAD_BYTES = 16 * 1024
+"""The most a request head may take (h11's own default limit, applied to httptools too)."""
+
+HEAD_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"connection: close\r\n"
+    b"content-length: 34\r\n"
+    b"\r\n"
+    b"Request head larger than 16 KiB.\r\n"
+)
 
 _ACCEPT_FAILED = "socket.accept() out of system resource"
 """asyncio's message (one traceback each, every second per listening socket) when accept()
@@ -63,11 +76,13 @@ class ConnectionBounds:
     header_timeout_seconds: float = 10.0
     max_connections: int = 2048
     log_every_seconds: float = 10.0
+    http: str = "httptools"
+    """Which of uvicorn's HTTP/1.1 parsers serves (see :data:`PROTOCOLS`)."""
 
 
 class BoundedConfig(uvicorn.Config):
-    """A uvicorn ``Config`` that serves with :class:`BoundedH11Protocol` and carries its
-    bounds to it (the config is pickled to each ``--workers`` process, the bounds with it)."""
+    """A uvicorn ``Config`` that serves with a bounded protocol and carries the bounds to it
+    (the config is pickled to each ``--workers`` process, the bounds with it)."""
 
     def __init__(
         self,
@@ -79,7 +94,10 @@ class BoundedConfig(uvicorn.Config):
     ) -> None:
         super().__init__(
             app,
-            http=BoundedH11Protocol,
+            http=PROTOCOLS[bounds.http],
+            # The plain asyncio loop even where uvloop is installed: the accept-failure report
+            # above hooks asyncio's exception handler, and the bounds are tested on asyncio.
+            loop="asyncio",
             # No WebSocket routes: an upgrade would hand the socket to a protocol that the
             # book below does not track.
             ws="none",
@@ -139,12 +157,12 @@ class ConnectionBook:
 
     def __init__(self, bounds: ConnectionBounds, loop: asyncio.AbstractEventLoop) -> None:
         self.limit = bounds.max_connections
-        self._open: set[BoundedH11Protocol] = set()
-        self._waiting: dict[BoundedH11Protocol, None] = {}
+        self._open: set[_Bounded] = set()
+        self._waiting: dict[_Bounded, None] = {}
         self.report = ThrottledReport(loop, bounds.log_every_seconds, self._describe)
         self._watch_accept_failures(loop)
 
-    def admit(self, connection: BoundedH11Protocol) -> bool:
+    def admit(self, connection: _Bounded) -> bool:
         """Whether ``connection`` may stay open; displaces a waiting one to make room."""
         if len(self._open) >= self.limit:
             victim = next(iter(self._waiting), None)
@@ -157,14 +175,14 @@ class ConnectionBook:
         self._open.add(connection)
         return True
 
-    def waiting(self, connection: BoundedH11Protocol) -> None:
+    def waiting(self, connection: _Bounded) -> None:
         if connection in self._open:
             self._waiting[connection] = None
 
-    def busy(self, connection: BoundedH11Protocol) -> None:
+    def busy(self, connection: _Bounded) -> None:
         self._waiting.pop(connection, None)
 
-    def forget(self, connection: BoundedH11Protocol) -> None:
+    def forget(self, connection: _Bounded) -> None:
         self._open.discard(connection)
         self._waiting.pop(connection, None)
 
@@ -206,8 +224,14 @@ def _book_for(
     return book
 
 
-class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a request-head deadline and the worker's connection cap."""
+class _Bounded(asyncio.Protocol):
+    """The bounds, mixed into either of uvicorn's HTTP/1.1 protocols (both keep the request
+    in flight as ``self.cycle``, with ``response_complete`` set once it is answered)."""
+
+    # Provided by the uvicorn protocol this is mixed into.
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    cycle: Any
 
     def __init__(
         self,
@@ -216,11 +240,12 @@ class BoundedH11Protocol(H11Protocol):
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
+        super().__init__(config, server_state, app_state, _loop)  # type: ignore[call-arg]
         bounds = getattr(config, "bounds", None) or ConnectionBounds()
         self._book = _book_for(server_state, bounds, self.loop)
         self._header_timeout = bounds.header_timeout_seconds
         self._head_deadline: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
         self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -240,11 +265,20 @@ class BoundedH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        super().data_received(data)
+        if self._head_deadline is not None:
+            self._head_bytes += len(data)
+        super().data_received(data)  # type: ignore[misc]
         self._track()
+        if self._head_deadline is not None and self._head_bytes > MAX_HEAD_BYTES:
+            # Still no complete head after this many bytes: httptools would keep collecting
+            # header lines without limit (h11 stops at the same size with a 400 itself).
+            self._cancel_deadline()
+            self._book.forget(self)
+            self.transport.write(HEAD_TOO_LARGE)
+            self.transport.close()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        super().on_response_complete()  # type: ignore[misc]
         self._track()
 
     def close_waiting(self) -> None:
@@ -264,9 +298,24 @@ class BoundedH11Protocol(H11Protocol):
             self._book.busy(self)
         elif self._head_deadline is None:
             self._head_deadline = self.loop.call_later(self._header_timeout, self.close_waiting)
+            self._head_bytes = 0
             self._book.waiting(self)
 
     def _cancel_deadline(self) -> None:
         if self._head_deadline is not None:
             self._head_deadline.cancel()
             self._head_deadline = None
+
+
+class BoundedH11Protocol(_Bounded, H11Protocol):
+    """uvicorn's h11 protocol (pure Python, strict parser) with the bounds."""
+
+
+class BoundedHttpToolsProtocol(_Bounded, HttpToolsProtocol):
+    """uvicorn's httptools protocol (llhttp, the parser Node.js uses) with the bounds."""
+
+
+PROTOCOLS: dict[str, type[asyncio.Protocol]] = {
+    "httptools": BoundedHttpToolsProtocol,
+    "h11": BoundedH11Protocol,
+}
