@@ -247,6 +247,7 @@ class _Bounded(asyncio.Protocol):
         self._head_deadline: asyncio.TimerHandle | None = None
         self._head_bytes = 0
         self._refused = False
+        self._displaceable = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -256,6 +257,18 @@ class _Bounded(asyncio.Protocol):
             transport.close()
             return
         self._track()
+        # Displaceable only from the second loop iteration on. A burst accepted while the
+        # loop was busy gets connection_made for every connection before any data_received,
+        # so a client whose request already waits in its socket would look idle; by the time
+        # the inner callback runs, the reader registered with connection_made has been polled
+        # once and any pending head parsed (asyncio runs reader callbacks queued by a poll
+        # after the callbacks queued before it).
+        self.loop.call_soon(self.loop.call_soon, self._become_displaceable)
+
+    def _become_displaceable(self) -> None:
+        self._displaceable = True
+        if self._head_deadline is not None and not self.transport.is_closing():
+            self._book.waiting(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._book.forget(self)
@@ -299,7 +312,8 @@ class _Bounded(asyncio.Protocol):
         elif self._head_deadline is None:
             self._head_deadline = self.loop.call_later(self._header_timeout, self.close_waiting)
             self._head_bytes = 0
-            self._book.waiting(self)
+            if self._displaceable:
+                self._book.waiting(self)
 
     def _cancel_deadline(self) -> None:
         if self._head_deadline is not None:
