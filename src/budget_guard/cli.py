@@ -19,12 +19,15 @@ import uvicorn
 
 from budget_guard.auth import AuthConfigError
 from budget_guard.config import CONFIG_ENV, Settings, load_settings
+from budget_guard.connections import BoundedConfig, ConnectionBounds
+from budget_guard.descriptors import raise_descriptor_limit, reserved_descriptors
+from budget_guard.server_settings import ServerSettings
 from budget_guard.stores import StoreError
 from budget_guard.usage_cli import add_usage_command, run_usage
 from budget_guard.window import ConfigError
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
+DEFAULT_HOST = ServerSettings.host
+DEFAULT_PORT = ServerSettings.port
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,9 +70,9 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ[CONFIG_ENV] = args.config
     settings = load_settings(args.config)
     log_config = _log_config(settings, args.log_level)
-    server_t = settings.table("server")
-    host = args.host or server_t.get("host", DEFAULT_HOST)
-    port = args.port if args.port is not None else server_t.get("port", DEFAULT_PORT)
+    server = ServerSettings.from_table(settings.table("server"))
+    host = args.host or server.host
+    port = args.port if args.port is not None else server.port
     if args.workers < 1:
         raise _StartupError("--workers must be at least 1")
     if args.workers > 1 and settings.store.url.startswith("memory"):
@@ -85,6 +88,12 @@ def _serve(args: argparse.Namespace) -> int:
     upstream_url = None
     if args.demo or proxy.upstream_url is None:
         upstream_url = _start_demo_upstream()
+    bounds = _connection_bounds(
+        server,
+        upstream_pool=proxy.max_connections,
+        demo_upstream=upstream_url is not None,
+        remote_store=not settings.store.url.startswith("memory"),
+    )
     _banner(
         settings,
         host,
@@ -92,6 +101,7 @@ def _serve(args: argparse.Namespace) -> int:
         upstream_url or proxy.upstream_url,
         is_demo=upstream_url is not None,
         demo=demo,
+        connections=_connections_line(server, bounds),
     )
 
     if demo is not None:
@@ -105,8 +115,10 @@ def _serve(args: argparse.Namespace) -> int:
         # Hand the workers the socket bound above instead, as uvicorn.run does internally.
         from uvicorn.supervisors import Multiprocess
 
-        config = uvicorn.Config(
+        config = BoundedConfig(
             "budget_guard.app:app_from_env",
+            bounds=bounds,
+            keep_alive_seconds=server.keep_alive_seconds,
             factory=True,
             workers=args.workers,
             log_level=args.log_level,
@@ -115,11 +127,42 @@ def _serve(args: argparse.Namespace) -> int:
         Multiprocess(config, sockets=[sock]).run()
         return 0
     app = build_app(settings, upstream_url=upstream_url, demo=demo)
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level=args.log_level, lifespan="on", log_config=log_config)
-    )
-    server.run(sockets=[sock])
+    uvicorn.Server(
+        BoundedConfig(
+            app,
+            bounds=bounds,
+            keep_alive_seconds=server.keep_alive_seconds,
+            log_level=args.log_level,
+            lifespan="on",
+            log_config=log_config,
+        )
+    ).run(sockets=[sock])
     return 0
+
+
+def _connection_bounds(
+    server: ServerSettings, *, upstream_pool: int, demo_upstream: bool, remote_store: bool
+) -> ConnectionBounds:
+    """The bounds each worker enforces, the cap kept below the descriptor limit (raised to
+    the hard limit first) so that a flood of connections never makes accept() fail."""
+    reserved = reserved_descriptors(
+        upstream_pool=upstream_pool, demo_upstream=demo_upstream, remote_store=remote_store
+    )
+    return ConnectionBounds(
+        header_timeout_seconds=server.header_timeout_seconds,
+        max_connections=server.connection_bound(raise_descriptor_limit(), reserved),
+        http=server.http,
+    )
+
+
+def _connections_line(server: ServerSettings, bounds: ConnectionBounds) -> str:
+    line = f"  connections: at most {bounds.max_connections:,} per worker"
+    if bounds.max_connections < server.max_connections:
+        line += f" (server.max_connections {server.max_connections:,} lowered: descriptor limit)"
+    return (
+        line + f"; request head within {server.header_timeout_seconds:g} s, "
+        f"idle keep-alive {server.keep_alive_seconds:g} s; {server.http}"
+    )
 
 
 def _log_config(settings: Settings, level: str) -> dict[str, Any]:
@@ -213,6 +256,7 @@ def _banner(
     *,
     is_demo: bool,
     demo: object,
+    connections: str,
 ) -> None:
     from budget_guard.app import DemoKey
     from budget_guard.endpoint import EndpointSettings
@@ -236,6 +280,7 @@ def _banner(
         f"  usage API: {base}{endpoint.path}" if endpoint.enabled else "  usage API: off",
         f"  budget:    {settings.budget.default_token_limit:,} tokens per {window.days} days "
         f"by default, {len(settings.budget.limits)} company override(s)",
+        connections,
     ]
     if isinstance(demo, DemoKey):
         lines += [
