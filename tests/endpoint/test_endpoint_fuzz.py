@@ -20,6 +20,7 @@ import pytest
 from endpoint_support import ADMIN_KEY, PATH, USER_A_KEY, Serve, bearer, response_status, usage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.security.sec_support import refused_by_http_parser
 
 from budget_guard.endpoint import EndpointSettings
 from budget_guard.wire import (
@@ -157,6 +158,9 @@ def unauthenticated(draw: st.DrawFn) -> Case:
     return Case(method, 401, headers, body=body)
 
 
+KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"})
+
+
 @st.composite
 def wrong_method(draw: st.DrawFn) -> Case:
     method = draw(
@@ -282,6 +286,10 @@ def _send(client: httpx.Client, case: Case) -> httpx.Response:
 @given(case=requests())
 def test_every_refusal_is_a_well_formed_error_dto(client: httpx.Client, case: Case) -> None:
     response = _send(client, case)
+    if case.method not in KNOWN_METHODS and refused_by_http_parser(
+        response.status_code, response.headers, response.content
+    ):
+        return  # llhttp knows no such method: the server refused it before the app
     assert response.status_code == case.expected_status, (response.status_code, response.text)
 
     sent = response.request

@@ -16,6 +16,8 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
+from budget_guard.connections import BoundedConfig, ConnectionBounds
+
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 10.0
 
@@ -34,7 +36,11 @@ def serve(app: ASGIApp, **config: Any) -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     settings: dict[str, Any] = {"lifespan": "on", "log_level": "warning", **config}
-    server = uvicorn.Server(uvicorn.Config(app, **settings))
+    keep_alive = settings.pop("timeout_keep_alive", 5)
+    # The machinery `budget-guard serve` runs: its parser, its head deadline and size cap.
+    server = uvicorn.Server(
+        BoundedConfig(app, bounds=ConnectionBounds(), keep_alive_seconds=keep_alive, **settings)
+    )
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{port}", daemon=True
     )
