@@ -49,6 +49,10 @@ class Ledger:
         limit = await self.policy.limit_for(reservation.company_id)
         return await self.store.release(reservation, limit)
 
+    async def extend(self, reservation: Reservation) -> bool:
+        limit = await self.policy.limit_for(reservation.company_id)
+        return await self.store.extend(reservation, limit)
+
     async def buckets(self, company_id: UUID) -> list[tuple[float, int]]:
         return await self.store.buckets(company_id)
 

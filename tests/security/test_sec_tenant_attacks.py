@@ -356,6 +356,31 @@ def test_strict_reservations_cover_every_choice(redis_url: str) -> None:
         assert target.used() <= 1_000
 
 
+def test_a_strict_hold_outlives_a_request_longer_than_its_ttl(redis_url: str) -> None:
+    """A 1 s reservation TTL and a request of twice that: the hold is extended while the
+    request runs, so a second request that would not fit beside it is still refused."""
+    body = {**CHAT, "model": SLOW_MODEL, "max_tokens": 19}
+    quick = {**CHAT, "max_tokens": 19}
+    with guarded(
+        redis_url,
+        guard={"strict": True},
+        store={"reservation_ttl_seconds": 1},
+        budget={"limits": {str(COMPANY_A): 45}},
+    ) as target:
+
+        async def race() -> tuple[int, int]:
+            chat = target.url + "/v1/chat/completions"
+            async with httpx.AsyncClient(timeout=30, headers=bearer(KEY_A)) as http:
+                slow = asyncio.ensure_future(http.post(chat, json=body))
+                await asyncio.sleep(SLOW_SECONDS * 0.75)  # past the TTL, the slow one still live
+                second = await http.post(chat, json=quick)
+                return (await slow).status_code, second.status_code
+
+        slow_status, second_status = asyncio.run(race())
+        assert (slow_status, second_status) == (200, 429)
+        assert 0 < target.used() <= 45
+
+
 # --------------------------------------------------------------------------- full store
 
 

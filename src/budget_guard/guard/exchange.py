@@ -15,6 +15,7 @@ app's ``receive`` and ``send``:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -30,7 +31,7 @@ from budget_guard.guard.replies import budget_headers
 from budget_guard.guard.routes import Route
 from budget_guard.guard.stream_usage import UsageChunkRemover
 from budget_guard.snapshot import UsageSnapshot
-from budget_guard.stores import Reservation
+from budget_guard.stores import Reservation, StoreError
 
 if TYPE_CHECKING:
     from budget_guard.guard.middleware import BudgetGuardMiddleware
@@ -45,6 +46,7 @@ class GuardedExchange:
         "_cancel",
         "_client_gone",
         "_ended",
+        "_extending",
         "_forwarded_at",
         "_guard",
         "_headers",
@@ -53,6 +55,7 @@ class GuardedExchange:
         "_recorded",
         "_remaining",
         "_remover",
+        "_renewal",
         "_send",
         "_status",
         "company",
@@ -96,15 +99,51 @@ class GuardedExchange:
         self._ended: anyio.Event | None = None  # made only once a client leaves early
         self._cancel: anyio.CancelScope | None = None
         self._forwarded_at = time.perf_counter()
+        self._renewal: asyncio.TimerHandle | None = None
+        self._extending: asyncio.Task[None] | None = None  # held: a loop keeps weak refs
 
     async def run(self, app: ASGIApp, scope: Scope) -> None:
+        if self.reservation is not None:
+            self._keep_holding()
         try:
             with anyio.CancelScope() as self._cancel:
                 await app(scope, self.receive, self.send)
         finally:
             # However it ended: answered, failed, cut off, or abandoned past the deadline.
             self._end()
+            if self._renewal is not None:
+                self._renewal.cancel()
             await self._record_once()
+
+    # -- strict mode: the hold outlives the request ----------------------------------------
+
+    def _keep_holding(self) -> None:
+        """Extend the reservation every third of its TTL while the request runs: an LLM
+        answer can stream for longer than any TTL, and a hold that lapsed mid-request would
+        let other requests spend what this one is about to be charged. A timer, not a task,
+        so the usual request (done long before) costs nothing."""
+        ttl = self._guard.reservation_ttl
+        if ttl:
+            self._renewal = asyncio.get_running_loop().call_later(ttl / 3, self._start_extend)
+
+    def _start_extend(self) -> None:
+        self._extending = asyncio.get_running_loop().create_task(self._extend())
+
+    async def _extend(self) -> None:
+        reservation = self.reservation
+        if self._recorded or reservation is None:
+            return
+        try:
+            kept = await self._guard.ledger.extend(reservation)
+        except StoreError as exc:
+            kept = True  # try again at the next turn; the hold has a TTL's margin left
+            log.warning("could not extend a reservation of company %s: %s", self.company, exc)
+        if self._recorded:
+            return
+        if not kept:
+            log.warning("a reservation of company %s lapsed while its request ran", self.company)
+            return
+        self._keep_holding()
 
     # -- receive ---------------------------------------------------------------------------
 

@@ -101,6 +101,8 @@ class BudgetGuardMiddleware:
         self.usage_endpoint = usage_endpoint or None
         self._prefixes = self.settings.paths
         self.routes = RoutePolicy(self.settings.paths, self.settings.routes)
+        self.reservation_ttl: float | None = getattr(ledger.store, "reservation_ttl", None)
+        """Seconds a strict-mode hold lives unless extended (None: a store that cannot)."""
         self._ask_stream_usage = self.settings.request_stream_usage
         remote = getattr(ledger.store, "remote", False)
         self._dedupe_ttl = self.settings.dedupe_seconds if remote else 0.0

@@ -290,6 +290,9 @@ class InstrumentedStore:
     async def release(self, reservation: Reservation, limit: int) -> UsageSnapshot:
         return await self._timed("release", lambda: self.inner.release(reservation, limit))
 
+    async def extend(self, reservation: Reservation, limit: int) -> bool:
+        return await self._timed("extend", lambda: self.inner.extend(reservation, limit))
+
     async def buckets(self, company_id: UUID) -> list[tuple[float, int]]:
         return await self._timed("buckets", lambda: self.inner.buckets(company_id))
 

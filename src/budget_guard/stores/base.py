@@ -148,6 +148,16 @@ class UsageStore(Protocol):
 
     async def release(self, reservation: Reservation, limit: int) -> UsageSnapshot: ...
 
+    async def extend(self, reservation: Reservation, limit: int) -> bool:
+        """Keep a live hold for one more reservation TTL from now, so a request that runs
+        longer than the TTL is still covered. False: the hold had already lapsed."""
+        ...
+
+    @property
+    def reservation_ttl(self) -> float:
+        """Seconds an unsettled reservation lives (and each ``extend`` adds)."""
+        ...
+
     async def buckets(self, company_id: UUID) -> list[tuple[float, int]]:
         """The live buckets, oldest first, as ``(bucket start epoch seconds, tokens)``."""
         ...

@@ -323,6 +323,22 @@ class MemoryStore:
                     acct.reserved -= held[0]
             return self._snapshot(company_id, acct, limit)
 
+    async def extend(self, reservation: Reservation, limit: int) -> bool:
+        with self._lock:
+            now = self._clock()
+            acct = self._account(reservation.company_id, now, create=False)
+            held = None if acct is None else acct.reservations.pop(reservation.id, None)
+            if acct is None or held is None:
+                return False
+            # Re-inserted at the end: insertion order stays lapse order (one TTL from now).
+            acct.reservations[reservation.id] = (held[0], now + self._reservation_ttl)
+            self._keep(reservation.company_id, acct, now)
+            return True
+
+    @property
+    def reservation_ttl(self) -> float:
+        return self._reservation_ttl
+
     async def buckets(self, company_id: UUID) -> list[tuple[float, int]]:
         with self._lock:
             acct = self._account(company_id, self._clock(), create=False)

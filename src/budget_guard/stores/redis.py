@@ -334,6 +334,16 @@ class RedisStore:
         )
         return self._snapshot(reservation.company_id, limit, reply)
 
+    async def extend(self, reservation: Reservation, limit: int) -> bool:
+        reply = await self._run(
+            "extend", reservation.company_id, limit, reservation_id=reservation.id
+        )
+        return reply[0] == "ok"
+
+    @property
+    def reservation_ttl(self) -> float:
+        return self._reservation_ttl_ms / 1000
+
     async def buckets(self, company_id: UUID) -> list[tuple[float, int]]:
         # Read-only and off the hot path: one HGETALL, decoded against the newest bucket.
         try:

@@ -163,6 +163,17 @@ elseif op == 'reserve' then
   end
 elseif op == 'release' then
   release(ARGV[2])
+elseif op == 'extend' then
+  -- A request still running keeps its hold: one more reservation TTL from now. A hold that
+  -- already lapsed (swept above) stays gone, and the caller hears so.
+  if redis.call('ZSCORE', held_at, ARGV[2]) then
+    redis.call('ZADD', held_at, now + reservation_ttl, ARGV[2])
+    redis.call('PEXPIRE', held, reservation_ttl * 2)
+    redis.call('PEXPIRE', held_at, reservation_ttl * 2)
+    keep_alive(true)
+  else
+    status = 'gone'
+  end
 end
 
 -- 3. The snapshot. When over the limit, find when the window frees enough (walk the live
