@@ -183,19 +183,24 @@ def _hash(name: str) -> str:
     }[name]
 
 
-# Counts every legacy model in a fresh process (nothing preloaded) and reports how long it took.
+# Counts every legacy model in a fresh process (nothing preloaded), as the middleware does, from
+# the event loop, and reports how long it took.
 _HANGING_PROXY_SCRIPT = textwrap.dedent(
     """
-    import json, time
+    import asyncio, json, time
     from budget_guard.counting import TokenCounter
 
-    counter = TokenCounter()
-    started = time.perf_counter()
-    counts = {}
-    for model in ("text-davinci-003", "davinci", "gpt2", "code-davinci-edit-001"):
-        body = json.dumps({"model": model, "prompt": "hello world"}).encode()
-        counts[model] = counter.count_request("/v1/completions", body).input_tokens
-    print(json.dumps({"counts": counts, "seconds": time.perf_counter() - started}))
+    async def main():
+        counter = TokenCounter()
+        started = time.perf_counter()
+        counts = {}
+        for model in ("text-davinci-003", "davinci", "gpt2", "code-davinci-edit-001"):
+            body = json.dumps({"model": model, "prompt": "hello world"}).encode()
+            counted = await counter.acount_request("/v1/completions", body)
+            counts[model] = counted.input_tokens
+        print(json.dumps({"counts": counts, "seconds": time.perf_counter() - started}))
+
+    asyncio.run(main())
     """
 )
 

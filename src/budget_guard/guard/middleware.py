@@ -87,6 +87,7 @@ class BudgetGuardMiddleware:
         self.counter = counter or TokenCounter(
             default_encoding=self.settings.default_encoding,
             prefer_upstream_usage=self.settings.prefer_upstream_usage,
+            body_limits=self.settings.body_limits(),
         )
         self.clock = clock
         self.events = events
@@ -176,7 +177,7 @@ class BudgetGuardMiddleware:
                 await self._refuse_body(send, company, refused)
                 return
             try:
-                request = self.counter.count_request(scope["path"], body)
+                request = await self.counter.acount_request(scope["path"], body)
             except InvalidRequestBody as exc:
                 self.events.rejected(company, "bad_request")
                 await send_openai_error(

@@ -6,6 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from budget_guard.counting.body_limits import (
+    DEFAULT_MAX_ARRAY_ITEMS,
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_OBJECT_KEYS,
+    MAX_DEPTH_CEILING,
+    BodyLimits,
+)
 from budget_guard.window import ConfigError
 
 _KNOWN = {
@@ -22,6 +29,9 @@ _KNOWN = {
     "body_timeout_seconds",
     "snapshot_cache_seconds",
     "request_stream_usage",
+    "max_body_depth",
+    "max_body_array_items",
+    "max_body_object_keys",
 }
 
 
@@ -59,6 +69,17 @@ class GuardSettings:
     (``stream_options.include_usage``) and hide the extra usage chunk from the client, so
     reasoning tokens are charged too. Off by default: it changes the body sent upstream."""
 
+    max_body_depth: int = DEFAULT_MAX_DEPTH
+    """Arrays and objects nested in a counted body (at most 200); deeper is a 400. OpenAI's
+    strictest deep schema (10 object levels, an array and an anyOf at each) is 56."""
+    max_body_array_items: int = DEFAULT_MAX_ARRAY_ITEMS
+    """Items in any one array of a counted body; 1M holds a 1M-token prompt sent as token ids."""
+    max_body_object_keys: int = DEFAULT_MAX_OBJECT_KEYS
+    """Keys in any one object of a counted body (OpenAI schemas allow 5,000 properties)."""
+
+    def body_limits(self) -> BodyLimits:
+        return BodyLimits(self.max_body_depth, self.max_body_array_items, self.max_body_object_keys)
+
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> GuardSettings:
         for key in table:
@@ -87,6 +108,9 @@ class GuardSettings:
         header = table.get("company_header", defaults.company_header)
         if not isinstance(header, str) or not header:
             raise ConfigError("guard.company_header: must be a header name")
+        depth = _whole(table, "max_body_depth", defaults.max_body_depth, minimum=1)
+        if depth > MAX_DEPTH_CEILING:
+            raise ConfigError(f"guard.max_body_depth: must be at most {MAX_DEPTH_CEILING}")
         return cls(
             paths=tuple(paths),
             strict=_flag(table, "strict", defaults.strict),
@@ -104,6 +128,13 @@ class GuardSettings:
             snapshot_cache_seconds=float(cache),
             request_stream_usage=_flag(
                 table, "request_stream_usage", defaults.request_stream_usage
+            ),
+            max_body_depth=depth,
+            max_body_array_items=_whole(
+                table, "max_body_array_items", defaults.max_body_array_items, minimum=1
+            ),
+            max_body_object_keys=_whole(
+                table, "max_body_object_keys", defaults.max_body_object_keys, minimum=1
             ),
         )
 
