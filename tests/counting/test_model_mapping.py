@@ -6,10 +6,16 @@ import logging
 
 import orjson
 import pytest
-import tiktoken
+from tiktoken.model import MODEL_PREFIX_TO_ENCODING, MODEL_TO_ENCODING
 
 from budget_guard.counting import TokenCounter
-from budget_guard.counting.encoding_lookup import encoding_name_for_model, get_encoding
+from budget_guard.counting.encoding_lookup import (
+    SERVED_ENCODINGS,
+    encoding_for_model,
+    encoding_name_for_model,
+    get_encoding,
+)
+from budget_guard.encodings import SHIPPED_ENCODINGS
 
 
 @pytest.mark.parametrize(
@@ -33,6 +39,9 @@ from budget_guard.counting.encoding_lookup import encoding_name_for_model, get_e
         ("openai/gpt-4", "cl100k_base"),  # a router's provider prefix
         ("gpt-oss-120b", "o200k_harmony"),
         ("text-davinci-003", "p50k_base"),
+        ("code-davinci-edit-001", "p50k_edit"),
+        ("davinci", "r50k_base"),
+        ("gpt2", "gpt2"),
         ("claude-sonnet-4-20250514", "o200k_base"),  # unknown: the default
         ("my-local-llama", "o200k_base"),
         (None, "o200k_base"),
@@ -56,28 +65,49 @@ def test_harmony_models_count_with_the_shipped_o200k() -> None:
     assert get_encoding("o200k_harmony") is get_encoding("o200k_base")
 
 
-def test_unloadable_encoding_falls_back_to_nearest_shipped_once(
+def test_every_encoding_tiktoken_maps_a_model_to_is_shipped() -> None:
+    """Whatever model name arrives, its encoding is built from a file in the package."""
+    mapped = set(MODEL_TO_ENCODING.values()) | set(MODEL_PREFIX_TO_ENCODING.values())
+    assert mapped <= SERVED_ENCODINGS
+    for name in mapped:
+        assert get_encoding(name).name in SHIPPED_ENCODINGS
+
+
+@pytest.mark.parametrize(
+    ("model", "text", "tokens"),
+    [
+        # GPT-2's ids, as tiktoken's own test_simple_public asserts for "gpt2".
+        ("gpt2", "hello world", [31373, 995]),
+        ("davinci", "hello world", [31373, 995]),
+        ("text-davinci-003", "hello world", [31373, 995]),
+        ("code-davinci-edit-001", "hello world", [31373, 995]),
+    ],
+)
+def test_legacy_models_count_with_their_own_shipped_tables(
+    model: str, text: str, tokens: list[int]
+) -> None:
+    assert encoding_for_model(model).encode_ordinary(text) == tokens
+
+
+def test_p50k_models_get_its_whitespace_tokens_and_r50k_models_do_not() -> None:
+    """p50k_base is r50k_base plus 24 tokens for runs of spaces (its vocabulary is 50281)."""
+    assert len(encoding_for_model("text-davinci-003").encode_ordinary("    x")) == 2
+    assert len(encoding_for_model("davinci").encode_ordinary("    x")) == 4
+
+
+def test_an_encoding_a_newer_tiktoken_might_name_is_counted_with_the_default(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    calls: list[str] = []
-
-    def offline(name: str) -> tiktoken.Encoding:
-        calls.append(name)
-        raise ConnectionError("no network")
-
-    monkeypatch.setattr(tiktoken, "get_encoding", offline)
-    monkeypatch.setattr("budget_guard.counting.encoding_lookup._other_encodings", {})
+    """Never a download: a model tiktoken maps to a table budget-guard lacks uses the default."""
+    monkeypatch.setitem(MODEL_TO_ENCODING, "gpt-99-test", "o999k_base")
+    encoding_name_for_model.cache_clear()
     with caplog.at_level(logging.WARNING, logger="budget_guard.counting.encoding_lookup"):
-        first = get_encoding("p50k_base")
-        second = get_encoding("p50k_base")
-    assert first is second is get_encoding("cl100k_base")
-    assert calls == ["p50k_base"]
-    assert [record.getMessage() for record in caplog.records] == [
-        "tiktoken could not load encoding 'p50k_base' (no network); "
-        "counting with the shipped 'cl100k_base' instead"
-    ]
+        assert encoding_name_for_model("gpt-99-test") == "o200k_base"
+    encoding_name_for_model.cache_clear()
+    assert "'o999k_base', which budget-guard does not ship" in caplog.text
 
 
-def test_unknown_default_encoding_fails_at_configuration() -> None:
-    with pytest.raises(ValueError, match="Unknown encoding"):
-        TokenCounter(default_encoding="no_such_encoding")
+def test_a_default_encoding_that_is_not_shipped_is_refused_at_configuration() -> None:
+    with pytest.raises(ValueError, match="Unknown encoding 'o999k_base'"):
+        TokenCounter(default_encoding="o999k_base")
+    assert TokenCounter(default_encoding="p50k_edit")

@@ -5,15 +5,20 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import tiktoken
 import tiktoken_ext.openai_public as openai_public
 
+from budget_guard.counting.encoding_lookup import count_text, get_encoding
 from budget_guard.encodings import SHIPPED_ENCODINGS, load_shipped_encoding
 from tests.counting.test_openai_cookbook import EXAMPLE_MESSAGES
 
@@ -79,6 +84,38 @@ def test_shipped_encoding_equals_tiktoken_constructor(
         assert shipped.encode_ordinary(text) == reference.encode_ordinary(text)
 
 
+@pytest.mark.parametrize(("alias", "shipped"), [("p50k_edit", "p50k_base")])
+def test_an_alias_is_built_by_tiktoken_from_the_same_shipped_file(
+    alias: str, shipped: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tiktoken builds p50k_edit from p50k_base's file (only its special tokens differ, and
+    counting treats special-token strings as text), so that shipped table counts it exactly."""
+    requested: list[tuple[str, str | None]] = []
+    ranks = load_shipped_encoding(shipped)._mergeable_ranks
+
+    def serve_shipped_ranks(url: str, expected_hash: str | None = None) -> dict[bytes, int]:
+        requested.append((url, expected_hash))
+        return ranks
+
+    monkeypatch.setattr(openai_public, "load_tiktoken_bpe", serve_shipped_ranks)
+    reference = tiktoken.Encoding(**openai_public.ENCODING_CONSTRUCTORS[alias]())
+    served = get_encoding(alias)
+    assert requested == [
+        (f"https://openaipublic.blob.core.windows.net/encodings/{shipped}.tiktoken", _hash(shipped))
+    ]
+    assert served._pat_str == reference._pat_str
+    for text in SAMPLES:
+        assert count_text(served, text) == len(reference.encode_ordinary(text))
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_ENCODINGS))
+def test_counting_agrees_with_encode_ordinary(name: str) -> None:
+    """count_text reads tiktoken's buffer instead of a list; the number must not change."""
+    encoding = load_shipped_encoding(name)
+    for text in [*SAMPLES, "", "\ud800 lone surrogate", "お誕生日" * 1000]:
+        assert count_text(encoding, text) == len(encoding.encode_ordinary(text))
+
+
 def test_cookbook_token_ids() -> None:
     """Token ids the cookbook prints for its comparison strings."""
     cl100k = load_shipped_encoding("cl100k_base")
@@ -141,4 +178,91 @@ def _hash(name: str) -> str:
     return {
         "cl100k_base": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
         "o200k_base": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+        "p50k_base": "94b5ca7dff4d00767bc256fdd1b27e5b17361d7b8a5f968547f9f23eb70d2069",
+        "r50k_base": "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930",
     }[name]
+
+
+# Counts every legacy model in a fresh process (nothing preloaded), as the middleware does, from
+# the event loop, and reports how long it took.
+_HANGING_PROXY_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, json, time
+    from budget_guard.counting import TokenCounter
+
+    async def main():
+        counter = TokenCounter()
+        started = time.perf_counter()
+        counts = {}
+        for model in ("text-davinci-003", "davinci", "gpt2", "code-davinci-edit-001"):
+            body = json.dumps({"model": model, "prompt": "hello world"}).encode()
+            counted = await counter.acount_request("/v1/completions", body)
+            counts[model] = counted.input_tokens
+        print(json.dumps({"counts": counts, "seconds": time.perf_counter() - started}))
+
+    asyncio.run(main())
+    """
+)
+
+
+@contextmanager
+def hanging_proxy() -> Iterator[tuple[str, list[socket.socket]]]:
+    """A proxy that accepts connections and never answers: what a blackholed egress does."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", accepted
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+def test_legacy_models_count_within_a_second_behind_a_hanging_proxy(tmp_path: Path) -> None:
+    """text-davinci-003 once made tiktoken download p50k_base; through an egress that hangs,
+    the whole server stopped answering. Every legacy table is shipped now."""
+    cache = tmp_path / "tiktoken-cache"
+    cache.mkdir()
+    with hanging_proxy() as (proxy, accepted):
+        env = {
+            **os.environ,
+            "TIKTOKEN_CACHE_DIR": str(cache),
+            "HTTPS_PROXY": proxy,
+            "HTTP_PROXY": proxy,
+            "https_proxy": proxy,
+            "http_proxy": proxy,
+        }
+        env.pop("DATA_GYM_CACHE_DIR", None)
+        env.pop("NO_PROXY", None)
+        env.pop("no_proxy", None)
+        done = subprocess.run(
+            [sys.executable, "-c", _HANGING_PROXY_SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert accepted == []  # nothing even tried to reach the network
+    report = json.loads(done.stdout)
+    # "hello world" is 2 tokens in GPT-2's vocabulary and both of its descendants.
+    assert report["counts"] == dict.fromkeys(
+        ("text-davinci-003", "davinci", "gpt2", "code-davinci-edit-001"), 2
+    )
+    assert report["seconds"] < 1.0, report
+    assert list(cache.iterdir()) == []

@@ -149,6 +149,78 @@ def test_malformed_chat_bodies_get_400_in_openai_shape(client: httpx.Client, bod
     assert tokens_used(str(client.base_url), COMPANY_A) == before
 
 
+def _nested(opening: str, leaf: str, closing: str, levels: int) -> bytes:
+    return (opening * levels + leaf + closing * levels).encode()
+
+
+ANTHROPIC_HEAD = b'{"model":"claude-sonnet-4-20250514","max_tokens":10,"messages":[{"role":'
+HOSTILE_STRUCTURES = {
+    # Issue 12's case: tool_result content nested 500 levels was a RecursionError and a 500.
+    "tool_result x500": (
+        "/v1/messages",
+        ANTHROPIC_HEAD
+        + b'"user","content":['
+        + _nested('{"type":"tool_result","tool_use_id":"t","content":[', '"x"', "]}", 500)
+        + b"]}]}",
+        "guard.max_body_depth",
+    ),
+    # orjson parses 1000 levels but re-serializes only 254: a tool_use input it echoed.
+    "tool_use input x300": (
+        "/v1/messages",
+        ANTHROPIC_HEAD
+        + b'"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":'
+        + _nested('{"a":', "1", "}", 300)
+        + b"}]}]}",
+        "guard.max_body_depth",
+    ),
+    "tool schema x450": (
+        CHAT,
+        b'{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"tools":[{"type":'
+        b'"function","function":{"name":"f","parameters":'
+        + _nested('{"type":"object","properties":{"c":', '{"type":"string"}', "}}", 450)
+        + b"}}]}",
+        "guard.max_body_depth",
+    ),
+    "10,001 schema properties": (
+        CHAT,
+        orjson.dumps(
+            {
+                "model": "gpt-4o",
+                "messages": [{"role": "user", "content": "hi"}],
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": "f",
+                            "parameters": {
+                                "type": "object",
+                                "properties": {f"p{i}": {"type": "string"} for i in range(10_001)},
+                            },
+                        },
+                    }
+                ],
+            }
+        ),
+        "guard.max_body_object_keys",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_STRUCTURES))
+def test_hostile_structure_in_a_counted_body_is_a_400_naming_the_limit(
+    client: httpx.Client, name: str
+) -> None:
+    path, body, setting = HOSTILE_STRUCTURES[name]
+    before = tokens_used(str(client.base_url), COMPANY_A)
+    response = send(client, "POST", path, content=body, headers={**bearer(KEY_A), **JSON})
+    refused(response, 400)
+    error = assert_openai_error(response.status_code, response.headers, response.content)
+    assert error["type"] == "invalid_request_error"
+    assert setting in error["message"], error
+    assert error["param"], error
+    assert tokens_used(str(client.base_url), COMPANY_A) == before
+
+
 @pytest.mark.parametrize(
     "body,content_type",
     [

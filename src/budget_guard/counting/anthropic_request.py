@@ -14,6 +14,7 @@ import tiktoken
 
 from budget_guard.counting.content_parts import count_content
 from budget_guard.counting.encoding_lookup import count_text
+from budget_guard.counting.errors import InvalidRequestBody
 from budget_guard.counting.function_definitions import count_function_definitions
 from budget_guard.counting.image_size import base64_image_size
 from budget_guard.counting.images import anthropic_image_tokens
@@ -43,9 +44,9 @@ def _block_tokens(block: dict[str, Any], param: str, encoding: tiktoken.Encoding
         return count_text(encoding, text) if text else 0
     if kind == "tool_use":
         name = get_str(block, "name", param) or ""
-        arguments = orjson.dumps(block.get("input")).decode() if "input" in block else ""
-        return count_text(encoding, name) + count_text(encoding, arguments)
+        return count_text(encoding, name) + count_text(encoding, _input_text(block, param))
     if kind == "tool_result":
+        # Recursive, but body_limits bounds the depth before counting starts.
         return count_content(block.get("content"), f"{param}.content", encoding, _block_tokens)
     if kind == "image":
         return anthropic_image_tokens(_inline_image_size(block, param))
@@ -55,6 +56,15 @@ def _block_tokens(block: dict[str, Any], param: str, encoding: tiktoken.Encoding
             data = get_str(source, "data", f"{param}.source")
             return count_text(encoding, data) if data else 0
     return 0
+
+
+def _input_text(block: dict[str, Any], param: str) -> str:
+    if "input" not in block:
+        return ""
+    try:
+        return orjson.dumps(block["input"]).decode()
+    except orjson.JSONEncodeError as exc:  # nesting past orjson's 254; body_limits stops less
+        raise InvalidRequestBody(f"Invalid '{param}.input': {exc}.", f"{param}.input") from None
 
 
 def _inline_image_size(block: dict[str, Any], param: str) -> tuple[int, int] | None:

@@ -1,7 +1,13 @@
-"""The entry point the middleware uses: count a request going in, meter its response coming out."""
+"""The entry point the middleware uses: count a request going in, meter its response coming out.
+
+``acount_request`` is the one the event loop calls: a small body whose encoding is built is
+counted inline (faster than any hand-off, and brief), anything else in the shared counting pool,
+so a large prompt or a first-time encoding build never holds the loop.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -10,10 +16,13 @@ import tiktoken
 
 from budget_guard.counting import routes
 from budget_guard.counting.anthropic_request import count_messages_request
+from budget_guard.counting.body_limits import BodyLimits, check_body_shape
 from budget_guard.counting.chat_request import count_chat_request
 from budget_guard.counting.encoding_lookup import (
     DEFAULT_ENCODING,
-    encoding_for_model,
+    encoding_name_for_model,
+    get_encoding,
+    loaded_encoding,
     require_known_encoding,
 )
 from budget_guard.counting.errors import InvalidRequestBody
@@ -27,6 +36,7 @@ from budget_guard.counting.prompt_request import (
 from budget_guard.counting.response_bodies import EventStream, JsonBody
 from budget_guard.counting.responses_request import count_responses_request
 from budget_guard.counting.results import RequestTokens
+from budget_guard.counting.worker_pool import CountingPool, shared_pool
 
 _InputCounter = Callable[[dict[str, Any], tiktoken.Encoding], int]
 
@@ -46,6 +56,12 @@ _OUTPUT_CAP_FIELDS: dict[str, tuple[str, ...]] = {
     routes.MESSAGES: ("max_tokens",),
 }
 _OTHER = RequestTokens(routes.OTHER, None, 0, False, None)
+_KINDS = frozenset({*_INPUT_COUNTERS, routes.OTHER})
+
+INLINE_MAX_BYTES = 16 * 1024
+"""Bodies up to this size are counted on the event loop when their encoding is built: below it
+a hand-off to the pool costs more than a tenth of the counting itself, and the loop is held for
+well under a millisecond (``benchmarks/bench_counting_offload.py`` measures both)."""
 
 
 class TokenCounter:
@@ -53,48 +69,70 @@ class TokenCounter:
 
     ``default_encoding`` counts models tiktoken does not know (Anthropic's included);
     ``prefer_upstream_usage=False`` makes tiktoken's counts authoritative over what the upstream
-    reports.
+    reports. ``body_limits`` bounds the shape of a counted body (a 400 past it); ``pool`` and
+    ``inline_max_bytes`` decide where ``acount_request`` counts (tests and benchmarks vary them).
     """
 
-    __slots__ = ("_default_encoding", "_prefer_upstream")
+    __slots__ = ("_default_encoding", "_inline_max_bytes", "_limits", "_pool", "_prefer_upstream")
 
     def __init__(
-        self, *, default_encoding: str = DEFAULT_ENCODING, prefer_upstream_usage: bool = True
+        self,
+        *,
+        default_encoding: str = DEFAULT_ENCODING,
+        prefer_upstream_usage: bool = True,
+        body_limits: BodyLimits | None = None,
+        pool: CountingPool | None = None,
+        inline_max_bytes: int = INLINE_MAX_BYTES,
     ) -> None:
         require_known_encoding(default_encoding)  # fail at configuration, not on a request
         self._default_encoding = default_encoding
         self._prefer_upstream = prefer_upstream_usage
+        self._limits = body_limits or BodyLimits()
+        self._pool = pool
+        self._inline_max_bytes = inline_max_bytes
 
     def count_request(self, path: str, body: bytes, *, kind: str | None = None) -> RequestTokens:
         """Input tokens and shape of a request; raises ``InvalidRequestBody`` for a bad body.
-        ``kind``: the shape the caller already decided (the guard's route policy), so the path
-        is not classified again; ``path`` then only supplies an Azure deployment name."""
-        if kind is None:
-            kind, deployment = routes.classify(path.partition("?")[0])
-        else:
-            deployment = routes.classify(path.partition("?")[0])[1]
+
+        ``kind`` (a ``routes`` constant) skips path classification: the caller has routed the
+        request already. Blocks for as long as counting takes; ``acount_request`` does not.
+        """
+        return self._count(*_route(path, kind), body)
+
+    async def acount_request(
+        self, path: str, body: bytes, *, kind: str | None = None
+    ) -> RequestTokens:
+        """``count_request`` without holding the event loop for more than a small body's worth.
+
+        Inline when the body is at most ``inline_max_bytes`` and its encoding is built; in the
+        shared counting pool otherwise (a legacy encoding's first use reads its rank file).
+        """
+        kind, deployment = _route(path, kind)
         if kind == routes.OTHER:
             return _OTHER
-        data = _parse_object(body)
+        pool = self._pool or shared_pool()
+        if len(body) > self._inline_max_bytes:
+            return await pool.run(functools.partial(self._count, kind, deployment, body), len(body))
+        data = self._parse(body)
         model = get_str(data, "model") or deployment
-        input_tokens = _INPUT_COUNTERS[kind](
-            data, encoding_for_model(model, self._default_encoding)
-        )
-        stream = kind != routes.EMBEDDINGS and bool(get_bool(data, "stream"))
-        max_output_tokens = None
-        for field in _OUTPUT_CAP_FIELDS[kind]:
-            max_output_tokens = get_int(data, field)
-            if max_output_tokens is not None:
-                break
-        return RequestTokens(
-            kind,
-            model,
-            input_tokens,
-            stream,
-            max_output_tokens,
-            choices=_choices(data, kind),
-            background=kind == routes.RESPONSES and bool(get_bool(data, "background")),
-        )
+        name = encoding_name_for_model(model, self._default_encoding)
+        encoding = loaded_encoding(name)
+        if encoding is not None:
+            return _count_parsed(kind, model, data, encoding)
+        return await pool.run(lambda: _count_parsed(kind, model, data, get_encoding(name)), 0)
+
+    def _count(self, kind: str, deployment: str | None, body: bytes) -> RequestTokens:
+        if kind == routes.OTHER:
+            return _OTHER
+        data = self._parse(body)
+        model = get_str(data, "model") or deployment
+        encoding = get_encoding(encoding_name_for_model(model, self._default_encoding))
+        return _count_parsed(kind, model, data, encoding)
+
+    def _parse(self, body: bytes) -> dict[str, Any]:
+        data = _parse_object(body)
+        check_body_shape(data, self._limits)
+        return data
 
     def meter(
         self, request: RequestTokens, content_type: str | None, *, read_other: bool = False
@@ -104,14 +142,45 @@ class TokenCounter:
         the ``id`` of what it created)."""
         if request.kind == routes.OTHER and not read_other:
             return ResponseMeter(request, None, None, prefer_upstream=self._prefer_upstream)
-        model, default = request.model, self._default_encoding
-        collector = OutputCollector(lambda: encoding_for_model(model, default))
+        # The encoding the request was counted with, so already built: metering on the loop
+        # never reads a rank file.
+        name = encoding_name_for_model(request.model, self._default_encoding)
+        collector = OutputCollector(functools.partial(get_encoding, name))
         if content_type is None:
             streamed = request.stream
         else:
             streamed = "text/event-stream" in content_type.lower()
         reader = EventStream(collector) if streamed else JsonBody(collector)
         return ResponseMeter(request, reader, collector, prefer_upstream=self._prefer_upstream)
+
+
+def _route(path: str, kind: str | None) -> tuple[str, str | None]:
+    if kind is None:
+        return routes.classify(path.partition("?")[0])
+    if kind not in _KINDS:
+        raise ValueError(f"unknown request kind {kind!r}")
+    return kind, routes.classify(path.partition("?")[0])[1]  # an Azure deployment's name
+
+
+def _count_parsed(
+    kind: str, model: str | None, data: dict[str, Any], encoding: tiktoken.Encoding
+) -> RequestTokens:
+    input_tokens = _INPUT_COUNTERS[kind](data, encoding)
+    stream = kind != routes.EMBEDDINGS and bool(get_bool(data, "stream"))
+    max_output_tokens = None
+    for field in _OUTPUT_CAP_FIELDS[kind]:
+        max_output_tokens = get_int(data, field)
+        if max_output_tokens is not None:
+            break
+    return RequestTokens(
+        kind,
+        model,
+        input_tokens,
+        stream,
+        max_output_tokens,
+        choices=_choices(data, kind),
+        background=kind == routes.RESPONSES and bool(get_bool(data, "background")),
+    )
 
 
 # Fields that multiply a request's output: Chat's and Completions' ``n``, and Completions'

@@ -45,25 +45,31 @@ def count_function_definitions(
 
 
 def _properties_tokens(properties: object, encoding: tiktoken.Encoding) -> int:
-    if not isinstance(properties, dict) or not properties:
-        return 0
-    total = _PROPERTIES_OPENING
-    for key, schema in properties.items():
-        total += _PROPERTY
-        if not isinstance(schema, dict):
-            total += count_text(encoding, f"{key}::")
+    """Tokens of a ``properties`` map and every map nested in it, walked with a stack rather
+    than recursion so no schema depth can exhaust the interpreter's stack."""
+    total = 0
+    pending = [properties]
+    while pending:
+        properties = pending.pop()
+        if not isinstance(properties, dict) or not properties:
             continue
-        enum = schema.get("enum")
-        if isinstance(enum, list):
-            total += _ENUM_OPENING
-            for item in enum:
-                total += _ENUM_ITEM + count_text(encoding, _text(item))
-        description = _text(schema.get("description")).removesuffix(".")
-        total += count_text(encoding, f"{key}:{_type_text(schema.get('type'))}:{description}")
-        total += _properties_tokens(schema.get("properties"), encoding)
-        items = schema.get("items")
-        if isinstance(items, dict):
-            total += _properties_tokens(items.get("properties"), encoding)
+        total += _PROPERTIES_OPENING
+        for key, schema in properties.items():
+            total += _PROPERTY
+            if not isinstance(schema, dict):
+                total += count_text(encoding, f"{key}::")
+                continue
+            enum = schema.get("enum")
+            if isinstance(enum, list):
+                total += _ENUM_OPENING
+                for item in enum:
+                    total += _ENUM_ITEM + count_text(encoding, _text(item))
+            description = _text(schema.get("description")).removesuffix(".")
+            total += count_text(encoding, f"{key}:{_type_text(schema.get('type'))}:{description}")
+            pending.append(schema.get("properties"))
+            items = schema.get("items")
+            if isinstance(items, dict):
+                pending.append(items.get("properties"))
     return total
 
 

@@ -89,6 +89,7 @@ class BudgetGuardMiddleware:
         self.counter = counter or TokenCounter(
             default_encoding=self.settings.default_encoding,
             prefer_upstream_usage=self.settings.prefer_upstream_usage,
+            body_limits=self.settings.body_limits(),
         )
         self.clock = clock
         self.events = events
@@ -199,7 +200,7 @@ class BudgetGuardMiddleware:
                 return
             route = match.route
             try:
-                request = self._count(scope["path"], route, body)
+                request = await self._count(scope["path"], route, body)
             except InvalidRequestBody as exc:
                 self.events.rejected(company, "bad_request")
                 await send_openai_error(
@@ -237,9 +238,9 @@ class BudgetGuardMiddleware:
             scope, receive, send, body, company, route, request, snapshot, reservation
         )
 
-    def _count(self, path: str, route: Route, body: bytes) -> RequestTokens:
+    async def _count(self, path: str, route: Route, body: bytes) -> RequestTokens:
         if route.charge == METERED:
-            return self.counter.count_request(path, body, kind=route.kind)
+            return await self.counter.acount_request(path, body, kind=route.kind)
         if route.charge == USAGE:
             return RequestTokens(OTHER, None, 0, False, None, choices=requested_outputs(body))
         return _OTHER_REQUEST

@@ -6,6 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from budget_guard.counting.body_limits import (
+    DEFAULT_MAX_ARRAY_ITEMS,
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_OBJECT_KEYS,
+    MAX_DEPTH_CEILING,
+    BodyLimits,
+)
 from budget_guard.guard.routes import Route, RoutePolicy, routes_from_config
 from budget_guard.window import ConfigError
 
@@ -26,6 +33,9 @@ _KNOWN = {
     "routes",
     "abandoned_seconds",
     "object_seconds",
+    "max_body_depth",
+    "max_body_array_items",
+    "max_body_object_keys",
 }
 
 
@@ -72,6 +82,16 @@ class GuardSettings:
     object_seconds: float = 30 * 86_400.0
     """How long the guard remembers which company created an upstream object (a stored
     response, a file): after it, the object is out of that company's reach too."""
+    max_body_depth: int = DEFAULT_MAX_DEPTH
+    """Arrays and objects nested in a counted body (at most 200); deeper is a 400. OpenAI's
+    strictest deep schema (10 object levels, an array and an anyOf at each) is 56."""
+    max_body_array_items: int = DEFAULT_MAX_ARRAY_ITEMS
+    """Items in any one array of a counted body; 1M holds a 1M-token prompt sent as token ids."""
+    max_body_object_keys: int = DEFAULT_MAX_OBJECT_KEYS
+    """Keys in any one object of a counted body (OpenAI schemas allow 5,000 properties)."""
+
+    def body_limits(self) -> BodyLimits:
+        return BodyLimits(self.max_body_depth, self.max_body_array_items, self.max_body_object_keys)
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> GuardSettings:
@@ -109,6 +129,9 @@ class GuardSettings:
             raise ConfigError("guard.object_seconds: must be a positive number of seconds")
         routes = routes_from_config(table.get("routes", []), paths)
         RoutePolicy(paths, routes)  # a route that repeats another is refused here, by name
+        depth = _whole(table, "max_body_depth", defaults.max_body_depth, minimum=1)
+        if depth > MAX_DEPTH_CEILING:
+            raise ConfigError(f"guard.max_body_depth: must be at most {MAX_DEPTH_CEILING}")
         return cls(
             paths=tuple(paths),
             routes=routes,
@@ -129,6 +152,13 @@ class GuardSettings:
             snapshot_cache_seconds=float(cache),
             request_stream_usage=_flag(
                 table, "request_stream_usage", defaults.request_stream_usage
+            ),
+            max_body_depth=depth,
+            max_body_array_items=_whole(
+                table, "max_body_array_items", defaults.max_body_array_items, minimum=1
+            ),
+            max_body_object_keys=_whole(
+                table, "max_body_object_keys", defaults.max_body_object_keys, minimum=1
             ),
         )
 
