@@ -58,11 +58,11 @@ async def test_a_kind_skips_path_classification(counter: TokenCounter, pad: int)
     expected = counter.count_request("/v1/chat/completions", body)
     assert counter.count_request("/anything", body, kind=routes.CHAT) == expected
     assert await counter.acount_request("/anything", body, kind=routes.CHAT) == expected
-    # An Azure path's deployment is not read either: the body names the model or none does.
+    # An Azure path still names the model when the body does not: its deployment.
     azure = await counter.acount_request(
         "/openai/deployments/gpt-4/chat/completions", chat("hi", model=""), kind=routes.CHAT
     )
-    assert azure.model is None
+    assert azure.model == "gpt-4"
     assert counter.count_request("/v1/chat/completions", body, kind=routes.OTHER).kind == "other"
     with pytest.raises(ValueError, match="unknown request kind 'chat/completions'"):
         counter.count_request("/v1/chat/completions", body, kind="chat/completions")
