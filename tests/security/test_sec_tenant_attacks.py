@@ -21,8 +21,11 @@ import orjson
 import pytest
 
 from budget_guard.app import build_app
+from budget_guard.auth import ApiKeyAuthenticator
 from budget_guard.config import settings_from_mapping
-from budget_guard.guard import GuardSettings
+from budget_guard.guard import BudgetGuardMiddleware, GuardSettings
+from budget_guard.ledger import Ledger
+from budget_guard.stores import MemoryStore
 from budget_guard.window import ConfigError
 from tests.proxy.servers import serve
 from tests.security.sec_support import (
@@ -437,3 +440,28 @@ def test_a_company_cannot_continue_another_companys_response(proxy: Proxy) -> No
     }
     assert post(proxy, "/v1/chat/completions", in_content).status_code == 404
     assert proxy.forwarded() == forwarded + 1
+
+
+async def test_a_websocket_under_a_guarded_path_never_reaches_the_app() -> None:
+    """The Realtime API's socket carries usage the guard cannot meter; a host app's socket
+    routes under ``/v1/`` are closed with "policy violation" before the app sees them."""
+    reached: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["path"])
+
+    guard = BudgetGuardMiddleware(
+        app, ledger=Ledger(MemoryStore()), authenticator=ApiKeyAuthenticator([])
+    )
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await guard({"type": "websocket", "path": "/v1/realtime", "headers": []}, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 1008}]
+    await guard({"type": "websocket", "path": "/elsewhere", "headers": []}, receive, send)
+    assert reached == ["/elsewhere"]

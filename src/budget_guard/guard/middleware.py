@@ -127,6 +127,12 @@ class BudgetGuardMiddleware:
         elif scope["type"] == "lifespan":
             await self.app(scope, self._lifespan_receive(receive), send)
             return
+        elif scope["type"] == "websocket" and scope["path"].startswith(self._prefixes):
+            # A socket (the Realtime API's) carries usage the guard cannot meter: refused
+            # before the app, with "policy violation", rather than forwarded uncharged.
+            self.events.rejected(None, "route")
+            await send({"type": "websocket.close", "code": 1008})
+            return
         await self.app(scope, receive, send)
 
     def _lifespan_receive(self, receive: Receive) -> Receive:
