@@ -134,16 +134,22 @@ def process_cpu_seconds(pid: int) -> float:
 class ServerProcess:
     """One server subprocess on a free loopback port; a context manager that stops it."""
 
-    def __init__(self, name: str, args: list[str], ready_path: str) -> None:
+    def __init__(
+        self, name: str, args: list[str], ready_path: str, module: str = "benchmarks.http_server"
+    ) -> None:
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._ready_path = ready_path
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.http_server", *args, "--port", str(self.port)],
+            [sys.executable, "-m", module, *args, "--port", str(self.port)],
             cwd=REPO_ROOT,
             stdin=subprocess.DEVNULL,
         )
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
