@@ -7,8 +7,9 @@ same large JSON body, sliced as a real upstream sends it:
 
 - ``metered``: the guarded proxy as the command builds it, ``POST /v1/embeddings`` (the guard
   reads every answer as it passes, ``counting.json_body``);
-- ``unmetered``: the same guarded proxy, the same bytes from ``GET /v1/files/…/content``, a
-  path the guard authenticates and forwards but does not meter. This is the baseline the
+- ``unmetered``: the same guarded proxy, the same bytes from ``GET`` of a path configured
+  ``charge = "free"`` (``http_server.UNMETERED_PATH``): authenticated and forwarded, its
+  answer not read. This is the baseline the
   target is on: the two differ by the metering and nothing else;
 - ``bare``: the same routes without the guard (``--bare``), ``POST /v1/embeddings``. Its
   start is lighter by what the guard loads once (the tiktoken encodings, about 100 MiB), so
@@ -30,9 +31,8 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from benchmarks.embeddings_upstream import FILE_CONTENT_PATH
 from benchmarks.harness import Context, Figure, Target
-from benchmarks.http_server import API_KEY, ServerProcess, proxy_server
+from benchmarks.http_server import API_KEY, UNMETERED_PATH, ServerProcess, proxy_server
 
 GROUP = "metering"
 
@@ -70,13 +70,13 @@ def status_kib(pid: int, field: str) -> int:
 
 async def fetch_concurrently(base_url: str, concurrency: int, *, metered: bool) -> int:
     """``concurrency`` requests at once, for the embeddings answer (``metered``) or the same
-    bytes as a file's content; every answer must be a whole 200. Returns an answer's size."""
+    bytes on the unmetered path; every answer must be a whole 200. Returns an answer's size."""
 
     async def fetch(session: aiohttp.ClientSession) -> int:
         if metered:
             request = session.post(base_url + "/v1/embeddings", data=_REQUEST)
         else:
-            request = session.get(base_url + FILE_CONTENT_PATH)
+            request = session.get(base_url + UNMETERED_PATH)
         async with request as response:
             if response.status != 200:
                 raise AssertionError(f"status {response.status}: {await response.text()}")

@@ -1,5 +1,5 @@
 """A mock OpenAI upstream whose every ``POST /v1/embeddings`` answer is one large JSON body
-(and so is ``GET /v1/files/file-bench/content``, a path the guard does not meter).
+(and so is ``GET`` of ``http_server.UNMETERED_PATH``, a path the guard does not meter).
 
     python -m benchmarks.embeddings_upstream --port 8101 --bytes 15600000
 
@@ -21,10 +21,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from benchmarks.http_server import UNMETERED_PATH
+
 SLICE_BYTES = 64 * 1024
 DIMENSIONS = 1536
 PROMPT_TOKENS = 8
-FILE_CONTENT_PATH = "/v1/files/file-bench/content"
 
 
 def embeddings_body(size: int) -> bytes:
@@ -66,8 +67,8 @@ def create_app(body: bytes) -> Starlette:
     return Starlette(
         routes=[
             Route("/v1/embeddings", large_json, methods=["POST"]),
-            # The same bytes where the guard meters nothing: a file's content.
-            Route(FILE_CONTENT_PATH, large_json, methods=["GET"]),
+            # The same bytes on a path the guard forwards without reading the answer.
+            Route(UNMETERED_PATH, large_json, methods=["GET"]),
             Route("/v1/models", models, methods=["GET"]),
         ]
     )

@@ -42,6 +42,7 @@ API_KEY = "bench-key-0123456789abcdef0123456789abcdef"
 COMPANY_ID = uuid.UUID("00000000-0000-4000-8000-00000000be0c")
 TOKEN_LIMIT = 2_000_000_000  # Int32 on the wire; never reached, so every request is admitted
 FIXED_PATH = "/bench/fixed-json"
+UNMETERED_PATH = "/v1/bench/unmetered-json"
 # The size and shape of a usage answer, so the baseline writes as many bytes as the endpoint.
 FIXED_BODY = (
     b'{"companyId":"00000000-0000-4000-8000-00000000be0c","tokensUsed":123456,'
@@ -64,7 +65,12 @@ def proxy_app(upstream: str, store_url: str, prefix: str, *, strict: bool, bare:
             "budget": {"default_token_limit": TOKEN_LIMIT},
             "store": {"url": store_url, "prefix": prefix},
             "auth": {"api_keys": [{"key": API_KEY, "company_id": str(COMPANY_ID)}]},
-            "guard": {"strict": strict},
+            # A path the guard forwards without reading the answer: the metering benchmark's
+            # baseline (the same bytes as its metered embeddings answer).
+            "guard": {
+                "strict": strict,
+                "routes": [{"method": "GET", "path": UNMETERED_PATH, "charge": "free"}],
+            },
         }
     )
     guarded = build_app(settings, upstream_url=upstream)
