@@ -14,11 +14,11 @@ read it either.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 
 import orjson
 
-from budget_guard.counting.json_walker import SKIP, JsonWalker, PathKey, Sink
+from budget_guard.counting.json_walker import SKIP, JsonWalker, PathKey, ShortValue, Sink
 from budget_guard.counting.output_collector import OutputCollector
 from budget_guard.counting.response_paths import (
     TOOL_INPUT,
@@ -64,7 +64,7 @@ class JsonBody:
     def container(self, path: PathKey, is_object: bool) -> str | Sink:
         action = container_action(path)
         if action == USAGE:
-            return _Short(MAX_USAGE_CHARS, self._usage) if is_object else SKIP
+            return ShortValue(MAX_USAGE_CHARS, self._usage) if is_object else SKIP
         if action == TOOL_INPUT:
             rule = text_rule(path)
             return SKIP if rule is None else _ToolInput(self, *rule)
@@ -72,9 +72,9 @@ class JsonBody:
 
     def string(self, path: PathKey) -> Sink | None:
         if path == ("id",):
-            return _Short(_MAX_ID_CHARS, self._collector.note_response_id)
+            return ShortValue(_MAX_ID_CHARS, self._collector.note_response_id)
         if is_type_field(path):
-            return _Short(_MAX_TYPE_CHARS, lambda kind: self._typed(path[:-1], kind))
+            return ShortValue(_MAX_TYPE_CHARS, lambda kind: self._typed(path[:-1], kind))
         rule = text_rule(path)
         return None if rule is None else _Text(self, *rule)
 
@@ -139,27 +139,6 @@ class _Text:
 
     def close(self) -> None:
         pass
-
-
-class _Short:
-    """A string, or a container's raw text, read whole if it is short; None if it is not."""
-
-    __slots__ = ("_limit", "_on_close", "_pieces", "_size")
-
-    def __init__(self, limit: int, on_close: Callable[[str | None], None]) -> None:
-        self._limit, self._on_close = limit, on_close
-        self._pieces: list[str] = []
-        self._size = 0
-
-    def write(self, text: str) -> None:
-        self._size += len(text)
-        if self._size <= self._limit:
-            self._pieces.append(text)
-        else:
-            self._pieces.clear()
-
-    def close(self) -> None:
-        self._on_close("".join(self._pieces) if self._size <= self._limit else None)
 
 
 class _ToolInput:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Protocol, cast
 
 PathKey = tuple[Hashable, ...]
@@ -61,6 +61,27 @@ class Router(Protocol):
     def closed(self, path: PathKey) -> None:
         """A walked container ended."""
         ...
+
+
+class ShortValue:
+    """A string, or a container's raw text, read whole if it is short; None if it is not."""
+
+    __slots__ = ("_limit", "_on_close", "_pieces", "_size")
+
+    def __init__(self, limit: int, on_close: Callable[[str | None], None]) -> None:
+        self._limit, self._on_close = limit, on_close
+        self._pieces: list[str] = []
+        self._size = 0
+
+    def write(self, text: str) -> None:
+        self._size += len(text)
+        if self._size <= self._limit:
+            self._pieces.append(text)
+        else:
+            self._pieces.clear()
+
+    def close(self) -> None:
+        self._on_close("".join(self._pieces) if self._size <= self._limit else None)
 
 
 class _KeySink:

@@ -1,13 +1,15 @@
 """Reading an event stream chunk by chunk and handing what each event says to the collector.
 
-Events are decoded as they pass and only the text still to be counted is kept. (A
-non-streamed JSON body is read by ``json_body``.)
+Events are decoded as they pass and only the text still to be counted is kept; an event too
+large to buffer is read as it passes by ``large_event``. (A non-streamed JSON body is read
+by ``json_body``.)
 """
 
 from __future__ import annotations
 
 import orjson
 
+from budget_guard.counting.large_event import LargeEventReader
 from budget_guard.counting.output_collector import OutputCollector
 from budget_guard.counting.output_shapes import collect_event
 from budget_guard.counting.sse import SseDecoder
@@ -20,7 +22,7 @@ class EventStream:
 
     def __init__(self, collector: OutputCollector) -> None:
         self._collector = collector
-        self._decoder = SseDecoder(self._on_data)
+        self._decoder = SseDecoder(self._on_data, large=LargeEventReader(collector))
 
     def feed(self, chunk: bytes) -> None:
         self._decoder.feed(chunk)
