@@ -31,8 +31,9 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from benchmarks.harness import Context, Figure, Target
+from benchmarks.harness import Context, Figure, Target, comparison
 from benchmarks.http_server import API_KEY, UNMETERED_PATH, ServerProcess, proxy_server
+from benchmarks.metering_cpu import cpu_ms_per_mb
 
 GROUP = "metering"
 
@@ -166,7 +167,20 @@ def run(ctx: Context) -> list[Figure]:
 
     peak = figure(f"metered peak RSS (VmHWM), {load} embeddings", "peak", "unmetered")
     peak.target, peak.detail = TARGET, detail
+    cpu = [
+        comparison(
+            f"metering CPU per MB, {name}",
+            samples,
+            measured="reader",
+            baseline="orjson",
+            unit="ms/MB",
+            target=None,
+            baseline_label="orjson.loads of the whole body",
+        )
+        for name, samples in cpu_ms_per_mb(body_bytes, ctx.size(7, 1)).items()
+    ]
     return [
+        *cpu,
         peak,
         figure(f"metered peak RSS vs the bare proxy, {load}", "peak", "bare"),
         figure(f"metered growth under load (peak - start), {load}", "growth", "bare"),

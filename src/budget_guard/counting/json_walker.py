@@ -246,20 +246,38 @@ class JsonWalker:
         self._state = _AFTER if self._is_object else _DONE
 
     def _string(self, text: str, position: int) -> int:
-        """Read a string's text up to its closing quote or the end of the buffer."""
-        quote = _closing_quote(text, position)
-        closed = quote >= 0
-        end = quote if closed else _whole_escapes_end(text, position)
+        """Read a string's text up to its closing quote or the end of the buffer.
+
+        A string that is read and ends in this buffer is decoded by the json module's C
+        scanner in one pass (escapes and all); one that goes on is decoded up to where a chunk
+        boundary cannot split an escape, and the rest waits. One that is skipped is only
+        searched for its closing quote."""
         sink = self._sink
-        if sink is not None and end > position:
+        if sink is None:
+            quote = _closing_quote(text, position)
+            if quote < 0:
+                return len(text) - (1 if _odd_backslashes_before(text, position, len(text)) else 0)
+            return self._string_ended(quote + 1)
+        try:
+            value, after = _scanstring(text, position, False)
+        except ValueError as error:
+            cut = getattr(error, "pos", 0) >= len(text) - 6  # an escape the buffer's end split
+            if not (cut or getattr(error, "msg", "").startswith("Unterminated string")):
+                raise  # an escape JSON does not have
+        else:
+            if value:
+                sink.write(value)
+            sink.close()
+            return self._string_ended(after)
+        end = _whole_escapes_end(text, position)
+        if end > position:
             piece = text[position:end]
-            if "\\" in piece:  # raises ValueError at an escape JSON does not have
+            if "\\" in piece:
                 piece = _scanstring(f'"{piece}"', 1, False)[0]
             sink.write(piece)
-        if not closed:
-            return end
-        if sink is not None:
-            sink.close()
+        return end
+
+    def _string_ended(self, after: int) -> int:
         self._sink = None
         key = self._key
         if key is not None:
@@ -268,7 +286,7 @@ class JsonWalker:
             self._state = _COLON
         else:
             self._state = _AFTER if self._is_object else _DONE
-        return end + 1
+        return after
 
     def _skip(self, text: str, position: int) -> int:
         """Jump over the container being skipped, counting brackets outside its strings.
