@@ -12,8 +12,9 @@ same large JSON body, sliced as a real upstream sends it:
   answer not read. This is the baseline the
   target is on: the two differ by the metering and nothing else;
 - ``bare``: the same routes without the guard (``--bare``), ``POST /v1/embeddings``. Its
-  start is lighter by what the guard loads once (the tiktoken encodings, about 100 MiB), so
-  its ratio is reported, with the growth under load (peak minus start) next to it.
+  start is lighter by what the guard loads once (tiktoken encodings, counting workers:
+  136 MiB here), so its ratio is reported, with the growth under load (peak minus start)
+  next to it.
 
 A peak resident set (``VmHWM``) is a process's whole-life maximum, so every sample is a fresh
 server: started, loaded once with ``CONCURRENCY`` simultaneous requests (each answer read to

@@ -5,8 +5,8 @@ the same load does where the guard does not read the answer, or where there is n
 Real servers in subprocesses, each fresh (``VmHWM`` is a whole-life peak), driven by the
 benchmark's own code (``benchmarks/bench_metering.py``, which runs the full-size load of
 100 × 15.6 MB): the guarded proxy on ``/v1/embeddings``; the same guard on a path configured
-``charge = "free"`` (forwarded, its answer not read); and the bare proxy, which starts about
-100 MiB lighter (it loads no tiktoken encodings), so against it the growth under load is
+``charge = "free"`` (forwarded, its answer not read); and the bare proxy, which starts over
+100 MiB lighter (no tiktoken encodings, no counting workers), so against it the growth under load is
 compared. Before the answer was metered as it passed, the metered side peaked at about
 740 MiB here (15 MB held and parsed per answer in flight).
 """
