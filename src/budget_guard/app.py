@@ -91,7 +91,13 @@ def build_app(
     endpoint_settings = EndpointSettings.from_table(settings.table("endpoint"))
     proxy = ProxySettings.from_table(settings.table("proxy")).build(upstream_url)
     events = FanOutEvents(metrics, LogEvents()) if metrics else LogEvents()
-    endpoint = UsageEndpoint(ledger, authenticator, settings=endpoint_settings, events=events)
+    endpoint = UsageEndpoint(
+        ledger,
+        authenticator,
+        settings=endpoint_settings,
+        events=events,
+        limits_path=limits_path(endpoint_settings),
+    )
 
     health = HealthChecks(ledger)
     dispatcher = _alerts(settings, ledger, metrics)

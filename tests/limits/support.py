@@ -14,11 +14,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from tests.proxy.servers import serve
 
 from budget_guard.app import build_app
 from budget_guard.auth import ApiKey, ApiKeyAuthenticator, Role
 from budget_guard.config import settings_from_mapping
+from tests.proxy.servers import serve
 
 COMPANY = uuid.UUID("3fa85f64-5717-4562-b3fc-2c963f66afa6")
 OTHER = uuid.UUID("7c9e6679-7425-40de-944b-e07fc1f90ae7")
