@@ -21,6 +21,7 @@ from budget_guard.auth import AuthConfigError
 from budget_guard.config import CONFIG_ENV, Settings, load_settings
 from budget_guard.connections import BoundedConfig, ConnectionBounds
 from budget_guard.descriptors import raise_descriptor_limit, reserved_descriptors
+from budget_guard.limits_cli import add_limits_command, run_limits
 from budget_guard.server_settings import ServerSettings
 from budget_guard.stores import StoreError
 from budget_guard.usage_cli import add_usage_command, run_usage
@@ -46,10 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     serve.add_argument("--log-level", default="info", help="uvicorn log level")
     add_usage_command(commands)
+    add_limits_command(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "usage":
             return run_usage(args)
+        if args.command == "limits":
+            return run_limits(args)
         return _serve(args)
     except (ConfigError, AuthConfigError) as exc:
         print(f"budget-guard: config error: {exc}", file=sys.stderr)
