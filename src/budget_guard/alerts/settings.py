@@ -95,6 +95,18 @@ class AlertSettings:
         )
 
 
+def alert_thresholds(table: Mapping[str, Any]) -> tuple[float, ...]:
+    """Only the thresholds of an ``[alerts]`` table (none when alerts are off), for views that
+    show them and need no webhook secret (``budget-guard usage``)."""
+    if not table or table.get("enabled", True) is False:
+        return ()
+    raw = table.get("thresholds", list(DEFAULT_THRESHOLDS))
+    try:
+        return check_thresholds(raw if isinstance(raw, list) else [raw])
+    except ValueError as error:
+        raise ConfigError(f"alerts.thresholds: {error}") from None
+
+
 def _secret(table: Mapping[str, Any], env: Mapping[str, str]) -> str:
     if "secret" in table and "secret_env" in table:
         raise ConfigError("alerts.secret: give secret or secret_env, not both")
