@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from uuid import UUID
 
-from budget_guard.overrides import OverrideReader
+from budget_guard.overrides import MISS, OverrideReader
 from budget_guard.policy import BudgetPolicy, check_limit
 from budget_guard.snapshot import UsageSnapshot
 from budget_guard.stores.base import (
@@ -56,7 +56,9 @@ class Ledger:
     async def limit_for(self, company_id: UUID) -> int:
         """Precedence: the run-time override, then ``[budget.limits]``, then the host's limit
         provider, then the default (the policy does the last three)."""
-        override = await self.overrides.get(company_id)
+        override = self.overrides.known(company_id)
+        if override == MISS:
+            override = await self.overrides.get(company_id)
         if override is not None:
             return override
         return await self.policy.limit_for(company_id)

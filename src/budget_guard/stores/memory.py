@@ -428,6 +428,10 @@ class MemoryStore:
     async def limit_override(self, company_id: UUID) -> int | None:
         return self._overrides.get(company_id)
 
+    def peek_limit_override(self, company_id: UUID) -> int | None:
+        """:meth:`limit_override` without an await, for the request path (a dict read)."""
+        return self._overrides.get(company_id)
+
     async def set_limit_override(self, company_id: UUID, limit: int | None) -> int | None:
         with self._lock:
             if limit is None:
