@@ -67,6 +67,7 @@ class _StartupError(Exception):
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from budget_guard.alerts import AlertSettings
     from budget_guard.app import DEMO_KEY_ENV, UPSTREAM_ENV, build_app, demo_key
     from budget_guard.proxy_settings import ProxySettings
 
@@ -85,6 +86,8 @@ def _serve(args: argparse.Namespace) -> int:
             'workers would each allow the full budget. Set [store] url = "redis://...".'
         )
     proxy = ProxySettings.from_table(settings.table("proxy"))
+    # Checked here, once, so that a bad [alerts] table is one clear line, not N workers dying.
+    AlertSettings.from_table(settings.table("alerts"))
     demo = demo_key() if "auth" not in settings.raw else None
     _check_store(settings)
     sock = _bind(host, port)

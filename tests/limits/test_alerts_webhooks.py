@@ -91,6 +91,10 @@ def test_a_receiver_that_fails_twice_gets_the_event_once(redis_url: str) -> None
         reply = httpx.post(url + USAGE, json={"tokensUsed": 1200}, headers=user())
         assert reply.status_code == 200  # answered at once, whatever the receiver does
         wait_for(state, 1)
+        metrics = httpx.get(url + "/metrics").text
+    assert "budget_guard_alerts_delivered_total 1.0" in metrics
+    assert "budget_guard_alerts_dropped_total 0.0" in metrics
+    assert "budget_guard_alerts_pending 0.0" in metrics
     assert state.attempts == 3 and len(state.received) == 1
     [event] = payloads(state)
     assert event["threshold"] == 1.0 and event["tokensUsed"] == 1200
