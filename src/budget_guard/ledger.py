@@ -12,13 +12,23 @@ from uuid import UUID
 from budget_guard.policy import BudgetPolicy
 from budget_guard.snapshot import UsageSnapshot
 from budget_guard.stores.base import Dedupe, RecordResult, Reservation, UsageStore
+from budget_guard.weights import BudgetWeights
 from budget_guard.window import Window
 
 
 class Ledger:
-    def __init__(self, store: UsageStore, policy: BudgetPolicy | None = None) -> None:
+    def __init__(
+        self,
+        store: UsageStore,
+        policy: BudgetPolicy | None = None,
+        *,
+        weights: BudgetWeights | None = None,
+    ) -> None:
         self.store = store
         self.policy = policy or BudgetPolicy(store.window)
+        self.weights = weights or BudgetWeights()
+        """How the guard turns a metered response into budget tokens (raw by default). The
+        usage endpoint records the tokens it is given, unweighted."""
         if self.policy.window != store.window:
             raise ValueError("the policy and the store must use the same window")
 

@@ -242,7 +242,9 @@ class GuardedExchange:
         if self._recorded:
             return
         self._recorded = True
-        tokens, source = charge(self.route, self.request, self._meter, self._status)
+        tokens, source = charge(
+            self.route, self.request, self._meter, self._status, self._guard.ledger.weights
+        )
         created = None
         meter = self._meter
         if self.route.creates and meter is not None and 200 <= self._status < 300:

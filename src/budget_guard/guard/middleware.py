@@ -386,7 +386,9 @@ class BudgetGuardMiddleware:
                 return None, None
         try:
             if self.settings.strict:
-                hold = reservation_for(route, request, self.settings.default_reservation)
+                hold = reservation_for(
+                    route, request, self.settings.default_reservation, self.ledger.weights
+                )
                 reservation = await self.ledger.reserve(company, hold)
                 if not reservation.granted:
                     self.events.rejected(company, "budget")
@@ -449,7 +451,9 @@ class BudgetGuardMiddleware:
         seen, snapshot = entry
         if time.monotonic() - seen > self._snapshot_ttl or not snapshot.is_within_budget:
             return None
-        estimate = reservation_for(route, request, self.settings.default_reservation)
+        estimate = reservation_for(
+            route, request, self.settings.default_reservation, self.ledger.weights
+        )
         if snapshot.tokens_remaining < estimate:
             return None
         return snapshot
