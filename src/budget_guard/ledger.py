@@ -11,7 +11,7 @@ from uuid import UUID
 
 from budget_guard.policy import BudgetPolicy
 from budget_guard.snapshot import UsageSnapshot
-from budget_guard.stores.base import Dedupe, RecordResult, Reservation, UsageStore
+from budget_guard.stores.base import Breakdown, Dedupe, RecordResult, Reservation, UsageStore
 from budget_guard.weights import BudgetWeights
 from budget_guard.window import Window
 
@@ -37,12 +37,21 @@ class Ledger:
         return self.store.window
 
     async def record(
-        self, company_id: UUID, tokens: int, *, dedupe: Dedupe | None = None
+        self,
+        company_id: UUID,
+        tokens: int,
+        *,
+        dedupe: Dedupe | None = None,
+        breakdown: Breakdown | None = None,
     ) -> RecordResult:
         if tokens < 0:
             raise ValueError("tokens must not be negative")
         limit = await self.policy.limit_for(company_id)
-        return await self.store.record(company_id, tokens, limit, dedupe=dedupe)
+        if not breakdown:  # stores written before breakdowns existed take no such argument
+            return await self.store.record(company_id, tokens, limit, dedupe=dedupe)
+        return await self.store.record(
+            company_id, tokens, limit, dedupe=dedupe, breakdown=breakdown
+        )
 
     async def snapshot(self, company_id: UUID) -> UsageSnapshot:
         return await self.store.read(company_id, await self.policy.limit_for(company_id))
@@ -51,9 +60,17 @@ class Ledger:
         limit = await self.policy.limit_for(company_id)
         return await self.store.reserve(company_id, max(0, tokens), limit)
 
-    async def settle(self, reservation: Reservation, actual: int) -> UsageSnapshot:
+    async def settle(
+        self, reservation: Reservation, actual: int, *, breakdown: Breakdown | None = None
+    ) -> UsageSnapshot:
         limit = await self.policy.limit_for(reservation.company_id)
-        return await self.store.settle(reservation, max(0, actual), limit)
+        if not breakdown:
+            return await self.store.settle(reservation, max(0, actual), limit)
+        return await self.store.settle(reservation, max(0, actual), limit, breakdown=breakdown)
+
+    async def breakdown(self, company_id: UUID) -> dict[str, int]:
+        """Raw tokens by kind in the window (see :data:`~budget_guard.stores.BREAKDOWN_KINDS`)."""
+        return await self.store.breakdown(company_id)
 
     async def release(self, reservation: Reservation) -> UsageSnapshot:
         limit = await self.policy.limit_for(reservation.company_id)

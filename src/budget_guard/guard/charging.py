@@ -59,6 +59,29 @@ def charge(
     return (0, COUNTED) if failed else (route.tokens * request.choices, FLOORED)
 
 
+def breakdown_of(
+    route: Route, request: RequestTokens, meter: ResponseMeter | None, source: str
+) -> dict[str, int] | None:
+    """The raw tokens by kind behind a metered charge of ``source`` (from :func:`charge`),
+    kept next to the budget tokens; None for routes that have no breakdown."""
+    if route.charge != METERED:
+        return None
+    if source == FLOORED:
+        return {"input": request.input_tokens}
+    if meter is None:
+        return None
+    usage = meter.finish()
+    kinds = {
+        "input": usage.input_tokens,
+        "cached_input": usage.cached_input_tokens,
+        "cache_write": usage.cache_write_tokens,
+        "cache_read": usage.cache_read_tokens,
+        "output": usage.output_tokens,
+        "reasoning": usage.reasoning_tokens,
+    }
+    return {kind: count for kind, count in kinds.items() if count}
+
+
 def reservation(
     route: Route, request: RequestTokens, default_output: int, weights: BudgetWeights = RAW
 ) -> int:
