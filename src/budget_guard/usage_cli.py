@@ -20,6 +20,7 @@ from budget_guard.config import CONFIG_ENV, Settings, load_settings
 from budget_guard.observability.logs import Redactor
 from budget_guard.observability.report import (
     UsageReport,
+    breakdown_text,
     format_duration,
     format_time,
     usage_report,
@@ -126,6 +127,9 @@ def render_table(report: UsageReport) -> str:
     ]
     if snap.tokens_reserved:
         lines.append(f"  reserved    {snap.tokens_reserved:,} tokens (requests in flight)")
+    kinds = breakdown_text(report)
+    if kinds is not None:
+        lines.append(f"  by kind     {kinds} (raw tokens)")
     lines.append(f"  frees up    {frees}")
     if report.next_release_at is not None:
         lines.append(

@@ -27,6 +27,8 @@ BREAKDOWN_KINDS = ("input", "cached_input", "cache_write", "cache_read", "output
 """The raw token types a record can carry besides its budget tokens (see
 :class:`~budget_guard.counting.TokenUsage`): shown next to the budget, never judged."""
 
+_KINDS = frozenset(BREAKDOWN_KINDS)
+
 Breakdown = Mapping[str, int]
 """Raw tokens by kind (keys from :data:`BREAKDOWN_KINDS`; an absent kind is 0)."""
 
@@ -37,9 +39,9 @@ def check_breakdown(breakdown: Breakdown | None) -> Breakdown | None:
     if breakdown is None:
         return None
     for kind, count in breakdown.items():
-        if kind not in BREAKDOWN_KINDS:
-            raise ValueError(f"unknown token kind {kind!r}")
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        if kind not in _KINDS or type(count) is not int or count < 0:  # bool is not int here
+            if kind not in _KINDS:
+                raise ValueError(f"unknown token kind {kind!r}")
             raise ValueError(f"{kind}: must be a non-negative whole number of tokens")
     return breakdown
 

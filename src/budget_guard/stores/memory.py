@@ -206,13 +206,14 @@ class MemoryStore:
     def _add_kinds(self, acct: _Account, slot: int, breakdown: Breakdown) -> None:
         """The breakdown is shown, never judged: a kind that would pass Int64 stops there
         rather than refuse a record the budget accepted."""
+        kinds = acct.kinds
         for kind, count in breakdown.items():
-            if not count:
-                continue
-            kind_ring = acct.kinds.get(kind)
-            if kind_ring is None:
-                kind_ring = acct.kinds[kind] = array("q", bytes(8 * self._size))
-            kind_ring[slot] = min(kind_ring[slot] + count, INT64_MAX)
+            if count:
+                kind_ring = kinds.get(kind)
+                if kind_ring is None:
+                    kind_ring = kinds[kind] = array("q", bytes(8 * self._size))
+                total = kind_ring[slot] + count
+                kind_ring[slot] = total if total <= INT64_MAX else INT64_MAX
 
     def _keep(self, company_id: UUID, acct: _Account, now: float) -> None:
         """Refresh the company's time to live, at most once a bucket (re-inserting into
