@@ -71,6 +71,10 @@ async def test_each_model_is_charged_its_weighted_tokens(
                 answer = await http.post("/v1/chat/completions", headers=AUTH, json=_chat(model))
                 assert answer.status_code == 200
         assert (await g.ledger.snapshot(COMPANY_A)).tokens_used == charged
+        # The raw tokens by kind are kept whatever the weights: two requests' worth.
+        breakdown = await g.ledger.breakdown(COMPANY_A)
+        assert (breakdown["input"], breakdown["cached_input"]) == (20_000, 16_384)
+        assert (breakdown["output"], breakdown["reasoning"]) == (1_000, 0)
 
 
 async def test_strict_mode_holds_and_refuses_weighted_tokens(caching_upstream_url: str) -> None:
@@ -90,6 +94,7 @@ async def test_strict_mode_holds_and_refuses_weighted_tokens(caching_upstream_ur
             assert served.status_code == 200
             snapshot = await g.ledger.snapshot(COMPANY_A)
             assert (snapshot.tokens_used, snapshot.tokens_reserved) == (4_628, 0)
+            assert (await g.ledger.breakdown(COMPANY_A))["cached_input"] == 8_192, "settled"
             # 4,628 used of 5,000: a cheap model's request still fits, a dear one does not.
             assert (
                 await http.post("/v1/chat/completions", headers=AUTH, json=_chat("gpt-4o", 600))
