@@ -10,6 +10,10 @@ known number of records.
 The memory store is measured in process, awaited in a loop the way the middleware awaits
 it; its baseline is the same loop awaiting a coroutine that only increments a dict, so the
 ratio isolates the store's own work from the cost of an ``await``.
+
+A record that carries a raw-token breakdown (what the guard writes for a metered response: input,
+cached input, output, reasoning) is measured against a record without one, in the same run, in
+both stores; its round trips are counted like the plain record's.
 """
 
 from __future__ import annotations
@@ -42,10 +46,11 @@ GROUP = "stores"
 LIMIT = 10**15  # never reached: the common, within-budget path
 TOKENS = 1_234
 COMPANIES = 1_000  # the memory store cycles through this many, as a busy worker does
+BREAKDOWN = {"input": 1_000, "cached_input": 768, "output": 234, "reasoning": 64}
 
 
 def run(ctx: Context) -> list[Figure]:
-    figures = [asyncio.run(_memory_store(ctx))]
+    figures = [asyncio.run(_memory_store(ctx)), asyncio.run(_memory_breakdown(ctx))]
     try:
         url = ctx.redis_url()
     except Unavailable as exc:
@@ -105,6 +110,8 @@ async def _redis_store(ctx: Context, url: str) -> list[Figure]:
         ctx.meta["redis_version"] = await server_version(admin)
         figures = [await _throughput(ctx, store, prefix, concurrency) for concurrency in (1, 16)]
         figures.append(await _round_trips(ctx, store, admin))
+        figures.append(await _redis_breakdown(ctx, store))
+        figures.append(await _round_trips(ctx, store, admin, BREAKDOWN))
         return figures
     finally:
         await delete_prefixed(admin, prefix)
@@ -144,7 +151,64 @@ async def _throughput(ctx: Context, store: RedisStore, prefix: str, concurrency:
     )
 
 
-async def _round_trips(ctx: Context, store: RedisStore, admin: aioredis.Redis) -> Figure:
+async def _memory_breakdown(ctx: Context) -> Figure:
+    ops = ctx.size(200_000, 2_000)
+    companies = [uuid4() for _ in range(COMPANIES)]
+    store = MemoryStore(Window())
+
+    async def loop(breakdown: dict[str, int] | None) -> float:
+        record = store.record
+        start = time.perf_counter()
+        for i in range(ops):
+            await record(companies[i % COMPANIES], TOKENS, LIMIT, breakdown=breakdown)
+        return ops / (time.perf_counter() - start)
+
+    samples = await ainterleave(
+        {"with breakdown": lambda: loop(BREAKDOWN), "tokens only": lambda: loop(None)},
+        ctx.size(7, 1),
+    )
+    return comparison(
+        "memory store record with a breakdown ops/s (in process)",
+        samples,
+        measured="with breakdown",
+        baseline="tokens only",
+        unit="ops/s",
+        target=Target.ratio(">=", 0.75),
+        detail={"ops_per_sample": ops, "breakdown": BREAKDOWN},
+    )
+
+
+async def _redis_breakdown(ctx: Context, store: RedisStore) -> Figure:
+    per_task = ctx.size(4_000, 20)
+    company = uuid4()
+
+    async def record(breakdown: dict[str, int] | None) -> float:
+        async def one(_task: int, _: int) -> None:
+            await store.record(company, TOKENS, LIMIT, breakdown=breakdown)
+
+        return await concurrent_rate(one, concurrency=1, per_task=per_task)
+
+    samples = await ainterleave(
+        {"with breakdown": lambda: record(BREAKDOWN), "tokens only": lambda: record(None)},
+        ctx.size(7, 1),
+    )
+    return comparison(
+        "Redis store record with a breakdown ops/s, 1 task",
+        samples,
+        measured="with breakdown",
+        baseline="tokens only",
+        unit="ops/s",
+        target=Target.ratio(">=", 0.75),
+        detail={"ops_per_task": per_task, "breakdown": BREAKDOWN},
+    )
+
+
+async def _round_trips(
+    ctx: Context,
+    store: RedisStore,
+    admin: aioredis.Redis,
+    breakdown: dict[str, int] | None = None,
+) -> Figure:
     """Round trips per record, counted on both ends: the client's writes to its sockets, and
     the server's ``INFO commandstats`` (EVALSHA calls must equal records; the script's own
     HGET/HINCRBY... are counted there too, so they are listed but are not round trips).
@@ -155,13 +219,13 @@ async def _round_trips(ctx: Context, store: RedisStore, admin: aioredis.Redis) -
     before = await command_calls(admin)
     with _counting_writes() as writes:
         for _ in range(records):
-            await store.record(company, TOKENS, LIMIT)
+            await store.record(company, TOKENS, LIMIT, breakdown=breakdown)
     after = await command_calls(admin)
     delta = calls_delta(before, after)
     delta.pop("info", None)
     evalsha = delta.get("evalsha", 0)
     return Figure(
-        "Redis round trips per store.record",
+        "Redis round trips per store.record" + (" with a breakdown" if breakdown else ""),
         writes[0] / records,
         "",
         target=Target.value("==", 1.0),

@@ -20,6 +20,7 @@ from budget_guard.ledger import Ledger
 from budget_guard.policy import BudgetPolicy, LimitProvider, check_limit
 from budget_guard.stores import DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY, UsageStore, open_store
 from budget_guard.stores.memory import DEFAULT_MAX_IDEMPOTENCY_KEYS, DEFAULT_MAX_OBJECTS
+from budget_guard.weights import BudgetWeights
 from budget_guard.window import ConfigError, Window
 
 CONFIG_ENV = "BUDGET_GUARD_CONFIG"
@@ -74,6 +75,9 @@ class BudgetSettings:
     default_token_limit: int = 1_000_000
     limits: Mapping[UUID, int] = field(default_factory=dict)
     provider_cache_ttl_seconds: float = 60.0
+    weights: BudgetWeights = field(default_factory=BudgetWeights)
+    """``[budget.weights]`` and ``[budget.model_weights]`` (see ``weights.py``); raw tokens
+    when neither is set."""
 
     def policy(
         self, *, provider: LimitProvider | None = None, clock: Clock = system_clock
@@ -106,7 +110,9 @@ class Settings:
         self, *, provider: LimitProvider | None = None, clock: Clock = system_clock
     ) -> Ledger:
         store = self.store.open(self.budget.window, clock=clock)
-        return Ledger(store, self.budget.policy(provider=provider, clock=clock))
+        return Ledger(
+            store, self.budget.policy(provider=provider, clock=clock), weights=self.budget.weights
+        )
 
 
 def load_settings(
@@ -168,6 +174,8 @@ def settings_from_mapping(data: Mapping[str, Any], *, source: str | None = None)
         "limits",
         "bucket_seconds",
         "provider_cache_ttl_seconds",
+        "weights",
+        "model_weights",
     }
     for key in budget_t:
         if key not in known_budget:
@@ -190,6 +198,7 @@ def settings_from_mapping(data: Mapping[str, Any], *, source: str | None = None)
         ),
         limits=limits,
         provider_cache_ttl_seconds=_number(budget_t, "provider_cache_ttl_seconds", "budget", 60),
+        weights=BudgetWeights.from_tables(budget_t.get("weights"), budget_t.get("model_weights")),
     )
     known_store = {
         "url",

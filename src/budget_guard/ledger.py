@@ -15,6 +15,7 @@ from budget_guard.overrides import MISS, OverrideReader
 from budget_guard.policy import BudgetPolicy, check_limit
 from budget_guard.snapshot import UsageSnapshot
 from budget_guard.stores.base import (
+    Breakdown,
     Dedupe,
     RecordResult,
     Reservation,
@@ -22,6 +23,7 @@ from budget_guard.stores.base import (
     ThresholdWatch,
     UsageStore,
 )
+from budget_guard.weights import BudgetWeights
 from budget_guard.window import Window
 
 log = logging.getLogger("budget_guard.limits")
@@ -45,9 +47,18 @@ class LimitInfo:
 
 
 class Ledger:
-    def __init__(self, store: UsageStore, policy: BudgetPolicy | None = None) -> None:
+    def __init__(
+        self,
+        store: UsageStore,
+        policy: BudgetPolicy | None = None,
+        *,
+        weights: BudgetWeights | None = None,
+    ) -> None:
         self.store = store
         self.policy = policy or BudgetPolicy(store.window)
+        self.weights = weights or BudgetWeights()
+        """How the guard turns a metered response into budget tokens (raw by default). The
+        usage endpoint records the tokens it is given, unweighted."""
         if self.policy.window != store.window:
             raise ValueError("the policy and the store must use the same window")
         self.overrides = OverrideReader(store)
@@ -111,12 +122,21 @@ class Ledger:
         return self.store.window
 
     async def record(
-        self, company_id: UUID, tokens: int, *, dedupe: Dedupe | None = None
+        self,
+        company_id: UUID,
+        tokens: int,
+        *,
+        dedupe: Dedupe | None = None,
+        breakdown: Breakdown | None = None,
     ) -> RecordResult:
         if tokens < 0:
             raise ValueError("tokens must not be negative")
         limit = await self.limit_for(company_id)
-        return await self.store.record(company_id, tokens, limit, dedupe=dedupe)
+        if not breakdown:  # stores written before breakdowns existed take no such argument
+            return await self.store.record(company_id, tokens, limit, dedupe=dedupe)
+        return await self.store.record(
+            company_id, tokens, limit, dedupe=dedupe, breakdown=breakdown
+        )
 
     async def snapshot(self, company_id: UUID) -> UsageSnapshot:
         return await self.store.read(company_id, await self.limit_for(company_id))
@@ -125,9 +145,17 @@ class Ledger:
         limit = await self.limit_for(company_id)
         return await self.store.reserve(company_id, max(0, tokens), limit)
 
-    async def settle(self, reservation: Reservation, actual: int) -> UsageSnapshot:
+    async def settle(
+        self, reservation: Reservation, actual: int, *, breakdown: Breakdown | None = None
+    ) -> UsageSnapshot:
         limit = await self.limit_for(reservation.company_id)
-        return await self.store.settle(reservation, max(0, actual), limit)
+        if not breakdown:
+            return await self.store.settle(reservation, max(0, actual), limit)
+        return await self.store.settle(reservation, max(0, actual), limit, breakdown=breakdown)
+
+    async def breakdown(self, company_id: UUID) -> dict[str, int]:
+        """Raw tokens by kind in the window (see :data:`~budget_guard.stores.BREAKDOWN_KINDS`)."""
+        return await self.store.breakdown(company_id)
 
     async def release(self, reservation: Reservation) -> UsageSnapshot:
         limit = await self.limit_for(reservation.company_id)

@@ -21,6 +21,7 @@ from budget_guard.config import CONFIG_ENV, Settings, load_settings
 from budget_guard.observability.logs import Redactor
 from budget_guard.observability.report import (
     UsageReport,
+    breakdown_text,
     format_duration,
     format_thresholds,
     format_time,
@@ -129,6 +130,9 @@ def render_table(report: UsageReport) -> str:
     ]
     if snap.tokens_reserved:
         lines.append(f"  reserved    {snap.tokens_reserved:,} tokens (requests in flight)")
+    kinds = breakdown_text(report)
+    if kinds is not None:
+        lines.append(f"  by kind     {kinds} (raw tokens)")
     lines.append(f"  frees up    {frees}")
     if report.limit_override is not None:
         lines.append(f"  limit       {report.limit_override:,} tokens (run-time, set by an admin)")

@@ -138,7 +138,52 @@ def test_anthropic_usage_adds_cache_tokens(counter: TokenCounter) -> None:
         },
     }
     request = RequestTokens("messages", "claude-sonnet-4", 12, False, 100)
-    assert _meter_once(counter, request, body) == TokenUsage(3210, 5, "upstream")
+    assert _meter_once(counter, request, body) == TokenUsage(
+        3210, 5, "upstream", cache_write_tokens=200, cache_read_tokens=3000
+    )
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {  # Chat Completions
+            "prompt_tokens": 1200,
+            "completion_tokens": 300,
+            "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 256},
+        },
+        {  # Responses
+            "input_tokens": 1200,
+            "output_tokens": 300,
+            "input_tokens_details": {"cached_tokens": 1024},
+            "output_tokens_details": {"reasoning_tokens": 256},
+        },
+    ],
+)
+def test_openai_usage_keeps_cached_and_reasoning_tokens(
+    counter: TokenCounter, usage: dict[str, object]
+) -> None:
+    kind = "chat" if "prompt_tokens" in usage else "responses"
+    body = {"object": "chat.completion", "choices": [], "output": [], "usage": usage}
+    request = RequestTokens(kind, "o3", 12, False, 100)
+    assert _meter_once(counter, request, body) == TokenUsage(
+        1200, 300, "upstream", cached_input_tokens=1024, reasoning_tokens=256
+    )
+
+
+def test_a_detail_larger_than_its_total_is_bounded_by_it(counter: TokenCounter) -> None:
+    body = {
+        "choices": [],
+        "usage": {
+            "prompt_tokens": 10,
+            "completion_tokens": 5,
+            "prompt_tokens_details": {"cached_tokens": 99},
+            "completion_tokens_details": {"reasoning_tokens": 99},
+        },
+    }
+    usage = _meter_once(counter, RequestTokens("chat", "o3", 12, False, 100), body)
+    assert (usage.cached_input_tokens, usage.reasoning_tokens) == (10, 5)
+    assert usage.uncached_input_tokens == 0
 
 
 def test_anthropic_without_usage_counts_blocks(

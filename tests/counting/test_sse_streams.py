@@ -52,12 +52,14 @@ def _cases() -> list[tuple[str, RequestTokens, TokenUsage]]:
         (
             "responses.sse",
             RequestTokens("responses", "gpt-4.1", 30, True, None),
-            TokenUsage(36, 87, "upstream"),
+            TokenUsage(36, 87, "upstream", reasoning_tokens=64),
         ),
         (
             "anthropic.sse",
             RequestTokens("messages", "claude-sonnet-4-20250514", 400, True, 1024),
-            TokenUsage(472 + 100 + 2048, 89, "upstream"),
+            TokenUsage(
+                472 + 100 + 2048, 89, "upstream", cache_write_tokens=100, cache_read_tokens=2048
+            ),
         ),
         (
             "completions.sse",

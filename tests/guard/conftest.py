@@ -22,6 +22,7 @@ from budget_guard.ledger import Ledger
 from budget_guard.policy import BudgetPolicy, LimitProvider
 from budget_guard.proxy import UpstreamProxy
 from budget_guard.stores import MemoryStore, UsageStore
+from budget_guard.weights import BudgetWeights
 from budget_guard.window import Window
 from tests.proxy.servers import serve
 
@@ -73,12 +74,15 @@ def guarded_proxy(
     clock: Clock = system_clock,
     provider: LimitProvider | None = None,
     auth: Authenticator | None = None,
+    weights: BudgetWeights | None = None,
 ) -> Iterator[Guarded]:
     """The guard in front of an upstream proxy, the way build_app assembles it."""
     window = Window(30)
     store = store or MemoryStore(window, clock=clock)
     ledger = Ledger(
-        store, BudgetPolicy(window, default_token_limit=limit, limits=limits, provider=provider)
+        store,
+        BudgetPolicy(window, default_token_limit=limit, limits=limits, provider=provider),
+        weights=weights,
     )
     proxy = UpstreamProxy(upstream_url, api_key="sk-upstream-secret", transport="httpx")
     holder: list[BudgetGuardMiddleware] = []

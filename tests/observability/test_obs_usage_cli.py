@@ -47,7 +47,8 @@ prefix = "obs-cli-{tmp_path.name}:"
     async def record() -> None:
         try:
             await ledger.record(COMPANY_A, 1_234)
-            await ledger.record(COMPANY_A, 766)
+            kinds = {"input": 700, "cached_input": 512, "output": 66, "reasoning": 30}
+            await ledger.record(COMPANY_A, 766, breakdown=kinds)
             await ledger.record(COMPANY_B, 5_000)
         finally:
             await ledger.aclose()
@@ -72,6 +73,24 @@ def test_json_for_one_company(config: Path, capsys: pytest.CaptureFixture[str]) 
     assert report["days"][-1] == {"date": today(), "tokens": 2_000}
     assert sum(day["tokens"] for day in report["days"]) == 2_000
     assert report["next_release"]["tokens"] == 2_000
+    assert report["breakdown"] == {
+        "input": 700,
+        "cached_input": 512,
+        "cache_write": 0,
+        "cache_read": 0,
+        "output": 66,
+        "reasoning": 30,
+    }
+
+
+def test_the_table_shows_the_breakdown_only_where_there_is_one(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["usage", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    line = "by kind     input 700 · cached input 512 · output 66 · reasoning 30 (raw tokens)"
+    assert line in out
+    assert out.count("by kind") == 1, "company B's usage came with no breakdown"
 
 
 def test_table_for_every_company_the_config_names(

@@ -165,3 +165,17 @@ async def test_the_guarded_app_serves_the_page_beside_the_usage_endpoint(upstrea
     assert len(Bars.of(page.text).bars) >= 30
     assert api.status_code == 200 and api.headers["content-type"].startswith("application/json")
     assert re.search(r'"tokensUsed"\s*:\s*0', api.text)
+
+
+async def test_the_page_shows_the_raw_tokens_by_kind_in_the_window() -> None:
+    ledger, clock = ledger_at(limit=500_000)
+    await ledger.record(
+        COMPANY_A, 4_628, breakdown={"input": 10_000, "cached_input": 8_192, "output": 500}
+    )
+    reply = await get(page_app(ledger, clock), PAGE, bearer(KEY_A))
+    assert "<dt>By kind</dt>" in reply.text
+    assert "input 10,000 · cached input 8,192 · output 500 (raw tokens)" in reply.text
+    assert "4,628 of 500,000 tokens" in reply.text
+    await record_history(ledger, clock, COMPANY_B, [(NOW, 7_000)])
+    other = await get(page_app(ledger, clock), PAGE, bearer(KEY_B))
+    assert "By kind" not in other.text, "no breakdown recorded, none shown"

@@ -11,15 +11,20 @@ from typing import Any
 
 import tiktoken
 
-from budget_guard.counting.content_parts import count_content
+from budget_guard.counting.content_parts import count_content, openai_parts
 from budget_guard.counting.encoding_lookup import count_text
 from budget_guard.counting.function_definitions import count_function_definitions
+from budget_guard.counting.images import image_rule_for
 from budget_guard.counting.json_fields import as_object, get_list, get_object, get_str
 from budget_guard.counting.message_format import REPLY_PRIMING, message_framing
 from budget_guard.counting.tool_definitions import openai_function_definitions
 
 
-def count_chat_request(body: dict[str, Any], encoding: tiktoken.Encoding) -> int:
+def count_chat_request(
+    body: dict[str, Any], encoding: tiktoken.Encoding, model: str | None = None
+) -> int:
+    """``model`` (an Azure deployment's, say) prices images when the body names none."""
+    count_part = openai_parts(image_rule_for(get_str(body, "model") or model))
     total = REPLY_PRIMING
     for index, raw in enumerate(get_list(body, "messages") or ()):
         param = f"messages.[{index}]"
@@ -27,7 +32,7 @@ def count_chat_request(body: dict[str, Any], encoding: tiktoken.Encoding) -> int
         total += message_framing(
             encoding, get_str(message, "role", param), get_str(message, "name", param)
         )
-        total += count_content(message.get("content"), f"{param}.content", encoding)
+        total += count_content(message.get("content"), f"{param}.content", encoding, count_part)
         refusal = get_str(message, "refusal", param)
         if refusal:
             total += count_text(encoding, refusal)

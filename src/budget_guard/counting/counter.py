@@ -48,6 +48,11 @@ _INPUT_COUNTERS: dict[str, _InputCounter] = {
     routes.EMBEDDINGS: count_embeddings_request,
     routes.MESSAGES: count_messages_request,
 }
+# Counters whose image prices depend on the model, which may be the deployment's name only.
+_PRICES_IMAGES: dict[str, Callable[[dict[str, Any], tiktoken.Encoding, str | None], int]] = {
+    routes.CHAT: count_chat_request,
+    routes.RESPONSES: count_responses_request,
+}
 # Output caps by API, in the order a request's fields take precedence.
 _OUTPUT_CAP_FIELDS: dict[str, tuple[str, ...]] = {
     routes.CHAT: ("max_completion_tokens", "max_tokens"),
@@ -166,7 +171,10 @@ def _route(path: str, kind: str | None) -> tuple[str, str | None]:
 def _count_parsed(
     kind: str, model: str | None, data: dict[str, Any], encoding: tiktoken.Encoding
 ) -> RequestTokens:
-    input_tokens = _INPUT_COUNTERS[kind](data, encoding)
+    if kind in _PRICES_IMAGES:
+        input_tokens = _PRICES_IMAGES[kind](data, encoding, model)
+    else:
+        input_tokens = _INPUT_COUNTERS[kind](data, encoding)
     stream = kind != routes.EMBEDDINGS and bool(get_bool(data, "stream"))
     max_output_tokens = None
     for field in _OUTPUT_CAP_FIELDS[kind]:

@@ -8,6 +8,7 @@ from typing import Protocol
 from budget_guard.counting.output_collector import OutputCollector
 from budget_guard.counting.results import RequestTokens, TokenUsage
 from budget_guard.counting.routes import EMBEDDINGS
+from budget_guard.counting.usage import UsageReport
 from budget_guard.failure import describe
 
 logger = logging.getLogger(__name__)
@@ -109,10 +110,31 @@ class ResponseMeter:
             return TokenUsage(request.input_tokens, self._counted_output(collector), COUNTED)
         reported_input, reported_output = report.input_tokens, report.output_tokens
         if report.final and reported_input is not None and reported_output is not None:
-            return TokenUsage(reported_input, reported_output, UPSTREAM)
+            return _with_breakdown(report, reported_input, reported_output, UPSTREAM)
         input_tokens = request.input_tokens if reported_input is None else reported_input
         output_tokens = max(self._counted_output(collector), reported_output or 0)
-        return TokenUsage(input_tokens, output_tokens, COUNTED)
+        if reported_input is None:
+            return TokenUsage(input_tokens, output_tokens, COUNTED)
+        return _with_breakdown(report, input_tokens, output_tokens, COUNTED)
 
     def _counted_output(self, collector: OutputCollector) -> int:
         return 0 if self._request.kind == EMBEDDINGS else collector.counted_output_tokens()
+
+
+def _with_breakdown(
+    report: UsageReport, input_tokens: int, output_tokens: int, source: str
+) -> TokenUsage:
+    """The totals with what the report says of caches and reasoning, each bounded by the
+    total it is part of (an upstream's inconsistent report never makes a part exceed it)."""
+    cache_write = min(report.detail("cache_creation_input_tokens"), input_tokens)
+    cache_read = min(report.detail("cache_read_input_tokens"), input_tokens - cache_write)
+    cached = min(report.detail("cached_tokens"), input_tokens - cache_write - cache_read)
+    return TokenUsage(
+        input_tokens,
+        output_tokens,
+        source,
+        cached_input_tokens=cached,
+        cache_write_tokens=cache_write,
+        cache_read_tokens=cache_read,
+        reasoning_tokens=min(report.detail("reasoning_tokens"), output_tokens),
+    )

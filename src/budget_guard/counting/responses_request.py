@@ -12,9 +12,10 @@ from typing import Any
 
 import tiktoken
 
-from budget_guard.counting.content_parts import count_content
+from budget_guard.counting.content_parts import PartCounter, count_content, openai_parts
 from budget_guard.counting.encoding_lookup import count_text
 from budget_guard.counting.function_definitions import count_function_definitions
+from budget_guard.counting.images import image_rule_for
 from budget_guard.counting.json_fields import as_object, get_list, get_str, invalid_type
 from budget_guard.counting.message_format import REPLY_PRIMING, message_framing
 from budget_guard.counting.tool_definitions import openai_function_definitions
@@ -26,7 +27,11 @@ _CALL_TEXT_FIELDS = {
 _OUTPUT_ITEMS = frozenset({"function_call_output", "custom_tool_call_output"})
 
 
-def count_responses_request(body: dict[str, Any], encoding: tiktoken.Encoding) -> int:
+def count_responses_request(
+    body: dict[str, Any], encoding: tiktoken.Encoding, model: str | None = None
+) -> int:
+    """``model`` (an Azure deployment's, say) prices images when the body names none."""
+    count_part = openai_parts(image_rule_for(get_str(body, "model") or model))
     total = REPLY_PRIMING
     instructions = get_str(body, "instructions")
     if instructions:
@@ -37,18 +42,20 @@ def count_responses_request(body: dict[str, Any], encoding: tiktoken.Encoding) -
     elif isinstance(items, list):
         for index, raw in enumerate(items):
             param = f"input.[{index}]"
-            total += _item_tokens(as_object(raw, param), param, encoding)
+            total += _item_tokens(as_object(raw, param), param, encoding, count_part)
     elif items is not None:
         raise invalid_type("input", "one of a string or array of objects", items)
     return total + count_function_definitions(openai_function_definitions(body), encoding)
 
 
-def _item_tokens(item: dict[str, Any], param: str, encoding: tiktoken.Encoding) -> int:
+def _item_tokens(
+    item: dict[str, Any], param: str, encoding: tiktoken.Encoding, count_part: PartCounter
+) -> int:
     kind = item.get("type")
     if kind in (None, "message"):
         role = get_str(item, "role", param)
         return message_framing(encoding, role, None) + count_content(
-            item.get("content"), f"{param}.content", encoding
+            item.get("content"), f"{param}.content", encoding, count_part
         )
     if kind in _CALL_TEXT_FIELDS:
         total = 0
@@ -58,7 +65,7 @@ def _item_tokens(item: dict[str, Any], param: str, encoding: tiktoken.Encoding) 
                 total += count_text(encoding, text)
         return total
     if kind in _OUTPUT_ITEMS:
-        return count_content(item.get("output"), f"{param}.output", encoding)
+        return count_content(item.get("output"), f"{param}.output", encoding, count_part)
     if kind == "reasoning":
         summary = get_list(item, "summary", param)
         return count_content(summary, f"{param}.summary", encoding) if summary else 0

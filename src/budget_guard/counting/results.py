@@ -31,11 +31,27 @@ class TokenUsage:
 
     ``source`` is "upstream" when both numbers are the upstream's own report, "counted" when the
     output (and, unless the upstream reported it, the input) comes from tiktoken.
+
+    The breakdown is what the upstream's ``usage`` said, 0 where it said nothing (a counted
+    exchange knows no caches): ``cached_input_tokens`` (OpenAI's ``cached_tokens``),
+    ``cache_write_tokens`` and ``cache_read_tokens`` (Anthropic's ``cache_creation_input_tokens``
+    and ``cache_read_input_tokens``) are parts of ``input_tokens``; ``reasoning_tokens`` is part
+    of ``output_tokens``.
     """
 
     input_tokens: int
     output_tokens: int
     source: str
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def uncached_input_tokens(self) -> int:
+        """Input read at the full price: neither served from nor written to a cache."""
+        cached = self.cached_input_tokens + self.cache_write_tokens + self.cache_read_tokens
+        return max(self.input_tokens - cached, 0)
 
     @property
     def total_tokens(self) -> int:

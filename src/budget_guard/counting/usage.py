@@ -5,6 +5,10 @@ Chat/Completions/Embeddings report ``prompt_tokens``/``completion_tokens``; the 
 (``cache_creation_input_tokens``, ``cache_read_input_tokens``, which its ``input_tokens`` excludes)
 and ``output_tokens``. Anthropic streams report usage in pieces (``message_start``, then
 cumulative ``message_delta``), so fields are merged, the latest value of each winning.
+
+OpenAI's details are read into the breakdown: ``prompt_tokens_details.cached_tokens`` (Responses:
+``input_tokens_details``) and ``completion_tokens_details.reasoning_tokens`` (Responses:
+``output_tokens_details``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,17 @@ from __future__ import annotations
 from typing import Any
 
 _ANTHROPIC_CACHE_FIELDS = ("cache_creation_input_tokens", "cache_read_input_tokens")
+# Nested detail objects -> (field inside, the flat name it is kept under).
+_DETAILS = {
+    "prompt_tokens_details": ("cached_tokens", "cached_tokens"),
+    "input_tokens_details": ("cached_tokens", "cached_tokens"),
+    "completion_tokens_details": ("reasoning_tokens", "reasoning_tokens"),
+    "output_tokens_details": ("reasoning_tokens", "reasoning_tokens"),
+}
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class UsageReport:
@@ -24,10 +39,21 @@ class UsageReport:
         self.final = False
 
     def merge(self, usage: dict[str, Any], *, final: bool) -> None:
+        fields = self._fields
         for key, value in usage.items():
-            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-                self._fields[key] = value
+            if _count(value):
+                fields[key] = value
+            elif key in _DETAILS and isinstance(value, dict):
+                inner, name = _DETAILS[key]
+                detail = value.get(inner)
+                if _count(detail):
+                    fields[name] = detail
         self.final = self.final or final
+
+    def detail(self, name: str) -> int:
+        """One breakdown figure (``cached_tokens``, ``reasoning_tokens``,
+        ``cache_creation_input_tokens``, ``cache_read_input_tokens``); 0 when not reported."""
+        return self._fields.get(name, 0)
 
     @property
     def input_tokens(self) -> int | None:

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from budget_guard.counting import RequestTokens, ResponseMeter
 from budget_guard.eager import run_shielded
-from budget_guard.guard.charging import charge
+from budget_guard.guard.charging import breakdown_of, charge
 from budget_guard.guard.replies import budget_headers
 from budget_guard.guard.routes import Route
 from budget_guard.guard.stream_usage import UsageChunkRemover
@@ -242,10 +242,13 @@ class GuardedExchange:
         if self._recorded:
             return
         self._recorded = True
-        tokens, source = charge(self.route, self.request, self._meter, self._status)
+        tokens, source = charge(
+            self.route, self.request, self._meter, self._status, self._guard.ledger.weights
+        )
         created = None
         meter = self._meter
         if self.route.creates and meter is not None and 200 <= self._status < 300:
             created = meter.response_id
+        kinds = breakdown_of(self.route, self.request, meter, source) if tokens else None
         # Shielded: a cancelled request (abandoned past its deadline) still gets recorded.
-        await run_shielded(self._guard.record(self, tokens, source, created))
+        await run_shielded(self._guard.record(self, tokens, source, created, kinds))

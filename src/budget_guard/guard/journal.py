@@ -16,6 +16,7 @@ from uuid import UUID
 
 from budget_guard.ledger import Ledger
 from budget_guard.stores import Dedupe, StoreError, StoreUnavailable
+from budget_guard.stores.base import Breakdown
 
 log = logging.getLogger("budget_guard.journal")
 
@@ -25,6 +26,7 @@ class PendingUsage:
     company_id: UUID
     tokens: int
     dedupe: Dedupe | None
+    breakdown: Breakdown | None = None
 
 
 class UsageJournal:
@@ -70,7 +72,9 @@ class UsageJournal:
         while self._entries:
             entry = self._entries[0]
             try:
-                await self._ledger.record(entry.company_id, entry.tokens, dedupe=entry.dedupe)
+                await self._ledger.record(
+                    entry.company_id, entry.tokens, dedupe=entry.dedupe, breakdown=entry.breakdown
+                )
             except StoreUnavailable:
                 break
             except StoreError as exc:

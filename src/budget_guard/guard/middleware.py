@@ -56,7 +56,7 @@ from budget_guard.ledger import Ledger
 from budget_guard.openai_errors import send_openai_error
 from budget_guard.snapshot import UsageSnapshot
 from budget_guard.stores import Dedupe, Reservation, StoreError, StoreFull, StoreUnavailable
-from budget_guard.stores.base import settle_dedupe
+from budget_guard.stores.base import Breakdown, settle_dedupe
 
 log = logging.getLogger("budget_guard.guard")
 
@@ -381,7 +381,9 @@ class BudgetGuardMiddleware:
                 return None, None
         try:
             if self.settings.strict:
-                hold = reservation_for(route, request, self.settings.default_reservation)
+                hold = reservation_for(
+                    route, request, self.settings.default_reservation, self.ledger.weights
+                )
                 reservation = await self.ledger.reserve(company, hold)
                 if not reservation.granted:
                     self.events.rejected(company, "budget")
@@ -438,7 +440,9 @@ class BudgetGuardMiddleware:
         seen, snapshot = entry
         if time.monotonic() - seen > self._snapshot_ttl or not snapshot.is_within_budget:
             return None
-        estimate = reservation_for(route, request, self.settings.default_reservation)
+        estimate = reservation_for(
+            route, request, self.settings.default_reservation, self.ledger.weights
+        )
         if snapshot.tokens_remaining < estimate:
             return None
         return snapshot
@@ -494,7 +498,12 @@ class BudgetGuardMiddleware:
         await exchange.run(self.app, {**scope, "headers": headers})
 
     async def record(
-        self, exchange: GuardedExchange, tokens: int, source: str, created: str | None
+        self,
+        exchange: GuardedExchange,
+        tokens: int,
+        source: str,
+        created: str | None,
+        breakdown: Breakdown | None = None,
     ) -> None:
         """Write what ``exchange`` cost (once, shielded, by the exchange itself), and the
         object it created as the company's; a store outage journals the usage for replay."""
@@ -506,11 +515,13 @@ class BudgetGuardMiddleware:
             if reservation is not None:
                 # The journal replays a settle under the store's own settle key.
                 dedupe = settle_dedupe(reservation, tokens, self.settings.dedupe_seconds)
-                await self.ledger.settle(reservation, tokens)
+                await self.ledger.settle(reservation, tokens, breakdown=breakdown)
             elif tokens:
                 if self._dedupe_ttl:
                     dedupe = Dedupe(f"op:{uuid.uuid4().hex}", "", self._dedupe_ttl)
-                result = await self.ledger.record(company, tokens, dedupe=dedupe)
+                result = await self.ledger.record(
+                    company, tokens, dedupe=dedupe, breakdown=breakdown
+                )
                 if self._snapshot_ttl:
                     self._remember(company, result.snapshot)
             else:
@@ -520,7 +531,7 @@ class BudgetGuardMiddleware:
             log.warning("usage store unavailable; %d tokens journaled for replay: %s", tokens, exc)
             self.events.store_failed("record")
             self.events.journaled(company, tokens)
-            self.journal.add(PendingUsage(company, tokens, dedupe))
+            self.journal.add(PendingUsage(company, tokens, dedupe, breakdown))
         except StoreError as exc:
             self.events.store_failed("record")
             log.error("usage for company %s could not be recorded: %s", company, exc)

@@ -26,7 +26,14 @@ from budget_guard.events import GuardEvents
 from budget_guard.guard.journal import UsageJournal
 from budget_guard.ledger import Ledger
 from budget_guard.snapshot import UsageSnapshot
-from budget_guard.stores.base import Dedupe, RecordResult, Reservation, StoreError, UsageStore
+from budget_guard.stores.base import (
+    Breakdown,
+    Dedupe,
+    RecordResult,
+    Reservation,
+    StoreError,
+    UsageStore,
+)
 
 __all__ = ["InstrumentedStore", "PrometheusEvents", "instrument_ledger"]
 
@@ -272,10 +279,19 @@ class InstrumentedStore:
             self._metrics.observe_store(operation, time.perf_counter() - started, error)
 
     async def record(
-        self, company_id: UUID, tokens: int, limit: int, *, dedupe: Dedupe | None = None
+        self,
+        company_id: UUID,
+        tokens: int,
+        limit: int,
+        *,
+        dedupe: Dedupe | None = None,
+        breakdown: Breakdown | None = None,
     ) -> RecordResult:
         return await self._timed(
-            "record", lambda: self.inner.record(company_id, tokens, limit, dedupe=dedupe)
+            "record",
+            lambda: self.inner.record(
+                company_id, tokens, limit, dedupe=dedupe, breakdown=breakdown
+            ),
         )
 
     async def read(self, company_id: UUID, limit: int) -> UsageSnapshot:
@@ -284,8 +300,18 @@ class InstrumentedStore:
     async def reserve(self, company_id: UUID, tokens: int, limit: int) -> Reservation:
         return await self._timed("reserve", lambda: self.inner.reserve(company_id, tokens, limit))
 
-    async def settle(self, reservation: Reservation, actual: int, limit: int) -> UsageSnapshot:
-        return await self._timed("settle", lambda: self.inner.settle(reservation, actual, limit))
+    async def settle(
+        self,
+        reservation: Reservation,
+        actual: int,
+        limit: int,
+        *,
+        breakdown: Breakdown | None = None,
+    ) -> UsageSnapshot:
+        return await self._timed(
+            "settle",
+            lambda: self.inner.settle(reservation, actual, limit, breakdown=breakdown),
+        )
 
     async def release(self, reservation: Reservation, limit: int) -> UsageSnapshot:
         return await self._timed("release", lambda: self.inner.release(reservation, limit))
@@ -295,6 +321,9 @@ class InstrumentedStore:
 
     async def buckets(self, company_id: UUID) -> list[tuple[float, int]]:
         return await self._timed("buckets", lambda: self.inner.buckets(company_id))
+
+    async def breakdown(self, company_id: UUID) -> dict[str, int]:
+        return await self._timed("breakdown", lambda: self.inner.breakdown(company_id))
 
     async def remember_object(self, company_id: UUID, object_id: str, ttl: float) -> None:
         await self._timed(
@@ -333,6 +362,8 @@ def instrument_ledger(ledger: Ledger, metrics: PrometheusEvents) -> Ledger:
     """The same ledger (store, policy) with its store calls measured into ``metrics``."""
     if isinstance(ledger.store, InstrumentedStore):
         return ledger
-    instrumented = Ledger(InstrumentedStore(ledger.store, metrics), ledger.policy)
+    instrumented = Ledger(
+        InstrumentedStore(ledger.store, metrics), ledger.policy, weights=ledger.weights
+    )
     instrumented.thresholds = ledger.thresholds  # the store itself is shared, and watched
     return instrumented

@@ -10,7 +10,7 @@ a day (every window of up to 120 days with the default bucket width).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -19,7 +19,14 @@ from budget_guard.ledger import Ledger
 from budget_guard.snapshot import UsageSnapshot
 from budget_guard.window import SECONDS_PER_DAY
 
-__all__ = ["DayUsage", "UsageReport", "format_duration", "format_time", "usage_report"]
+__all__ = [
+    "DayUsage",
+    "UsageReport",
+    "breakdown_text",
+    "format_duration",
+    "format_time",
+    "usage_report",
+]
 
 _EPOCH_DAY = date(1970, 1, 1)
 
@@ -44,6 +51,11 @@ class UsageReport:
     """The company's run-time limit, when an admin set one (it is the limit in force)."""
     alert_thresholds: tuple[float, ...] = ()
     """The ``[alerts]`` thresholds, as fractions of the limit (none when alerts are off)."""
+    breakdown: dict[str, int] = field(default_factory=dict)
+    """Raw tokens by kind recorded in the window (input, cached_input, cache_write,
+    cache_read, output, reasoning), from the upstream's usage where it reported them. Budget
+    tokens are these weighted when ``[budget.weights]`` is set, and usage recorded through the
+    endpoint has none, so they need not add up to ``tokens_used``."""
 
     @property
     def company_id(self) -> UUID:
@@ -74,6 +86,7 @@ class UsageReport:
             "limit_override": self.limit_override,
             "alert_thresholds": list(self.alert_thresholds),
             "days": [{"date": d.day.isoformat(), "tokens": d.tokens} for d in self.days],
+            "breakdown": dict(self.breakdown),
             "generated_at": _iso(self.generated_at),
         }
 
@@ -89,6 +102,7 @@ def _iso(t: float) -> str:
 async def usage_report(ledger: Ledger, company_id: UUID, now: float) -> UsageReport:
     snapshot = await ledger.snapshot(company_id)
     buckets = await ledger.buckets(company_id)
+    breakdown = await ledger.breakdown(company_id)
     window = ledger.window
     first_bucket = window.bucket_of(now) - window.buckets
     first_day = _day_of(first_bucket * window.bucket_seconds)
@@ -109,12 +123,35 @@ async def usage_report(ledger: Ledger, company_id: UUID, now: float) -> UsageRep
         next_release_tokens=release_tokens,
         limit_override=(await ledger.limit_info(company_id)).override,
         alert_thresholds=ledger.thresholds,
+        breakdown=breakdown,
     )
 
 
 def format_thresholds(thresholds: tuple[float, ...]) -> str:
     """``80 %, 95 %, 100 % of the limit``"""
     return ", ".join(f"{t * 100:g} %" for t in thresholds) + " of the limit"
+
+
+KIND_LABELS = {
+    "input": "input",
+    "cached_input": "cached input",
+    "cache_write": "cache writes",
+    "cache_read": "cache reads",
+    "output": "output",
+    "reasoning": "reasoning",
+}
+"""How people read each breakdown kind, in the order they are shown."""
+
+
+def breakdown_text(report: UsageReport) -> str | None:
+    """``input 20,000 · cached input 8,192 · output 1,000``: the kinds that have tokens, or
+    None when the window has no breakdown at all."""
+    parts = [
+        f"{label} {report.breakdown.get(kind, 0):,}"
+        for kind, label in KIND_LABELS.items()
+        if report.breakdown.get(kind, 0)
+    ]
+    return " · ".join(parts) if parts else None
 
 
 def format_time(t: float) -> str:

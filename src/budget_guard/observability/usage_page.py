@@ -39,6 +39,7 @@ from budget_guard.clock import Clock, system_clock
 from budget_guard.ledger import Ledger
 from budget_guard.observability.report import (
     UsageReport,
+    breakdown_text,
     format_duration,
     format_thresholds,
     format_time,
@@ -305,6 +306,9 @@ def render_page(report: UsageReport, identity: Identity) -> str:
         rows.insert(
             2, ("Reserved", f"{_n(snap.tokens_reserved)} tokens held by requests in flight")
         )
+    kinds = breakdown_text(report)
+    if kinds is not None:
+        rows.insert(1, ("By kind", f"{html.escape(kinds)} (raw tokens)"))
     if report.next_release_at is not None:
         rows.append(
             (

@@ -7,7 +7,7 @@ reservation can be granted or refused atomically inside the store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 from uuid import UUID
@@ -21,6 +21,29 @@ DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY = 100_000
 
 MAX_OBJECT_ID_CHARS = 256
 """Upstream object ids are untrusted strings; longer ones are refused, not stored."""
+
+
+BREAKDOWN_KINDS = ("input", "cached_input", "cache_write", "cache_read", "output", "reasoning")
+"""The raw token types a record can carry besides its budget tokens (see
+:class:`~budget_guard.counting.TokenUsage`): shown next to the budget, never judged."""
+
+_KINDS = frozenset(BREAKDOWN_KINDS)
+
+Breakdown = Mapping[str, int]
+"""Raw tokens by kind (keys from :data:`BREAKDOWN_KINDS`; an absent kind is 0)."""
+
+
+def check_breakdown(breakdown: Breakdown | None) -> Breakdown | None:
+    """``breakdown`` unchanged, or :class:`ValueError` for an unknown kind or a count that is
+    not a non-negative whole number."""
+    if breakdown is None:
+        return None
+    for kind, count in breakdown.items():
+        if kind not in _KINDS or type(count) is not int or count < 0:  # bool is not int here
+            if kind not in _KINDS:
+                raise ValueError(f"unknown token kind {kind!r}")
+            raise ValueError(f"{kind}: must be a non-negative whole number of tokens")
+    return breakdown
 
 
 class StoreError(Exception):
@@ -132,8 +155,17 @@ class UsageStore(Protocol):
     retry must pass a :class:`Dedupe` key."""
 
     async def record(
-        self, company_id: UUID, tokens: int, limit: int, *, dedupe: Dedupe | None = None
-    ) -> RecordResult: ...
+        self,
+        company_id: UUID,
+        tokens: int,
+        limit: int,
+        *,
+        dedupe: Dedupe | None = None,
+        breakdown: Breakdown | None = None,
+    ) -> RecordResult:
+        """Add ``tokens`` to the budget and ``breakdown`` (raw tokens by kind) to the
+        company's breakdown in the same bucket, in one atomic step; a replay adds neither."""
+        ...
 
     async def read(self, company_id: UUID, limit: int) -> UsageSnapshot: ...
 
@@ -143,8 +175,16 @@ class UsageStore(Protocol):
         crashed worker cannot pin a budget forever."""
         ...
 
-    async def settle(self, reservation: Reservation, actual: int, limit: int) -> UsageSnapshot:
-        """Drop the hold and record ``actual`` in one atomic step; settling twice records once."""
+    async def settle(
+        self,
+        reservation: Reservation,
+        actual: int,
+        limit: int,
+        *,
+        breakdown: Breakdown | None = None,
+    ) -> UsageSnapshot:
+        """Drop the hold and record ``actual`` (and ``breakdown``) in one atomic step;
+        settling twice records once."""
         ...
 
     async def release(self, reservation: Reservation, limit: int) -> UsageSnapshot: ...
@@ -161,6 +201,11 @@ class UsageStore(Protocol):
 
     async def buckets(self, company_id: UUID) -> list[tuple[float, int]]:
         """The live buckets, oldest first, as ``(bucket start epoch seconds, tokens)``."""
+        ...
+
+    async def breakdown(self, company_id: UUID) -> dict[str, int]:
+        """Raw tokens by kind recorded in the window (the same buckets as the budget), for
+        every kind of :data:`BREAKDOWN_KINDS`. Read-only and off the hot path."""
         ...
 
     async def remember_object(self, company_id: UUID, object_id: str, ttl: float) -> None:

@@ -29,7 +29,9 @@ from cachetools import TLRUCache, TTLCache
 from budget_guard.clock import Clock, system_clock
 from budget_guard.snapshot import UsageSnapshot
 from budget_guard.stores.base import (
+    BREAKDOWN_KINDS,
     DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY,
+    Breakdown,
     Dedupe,
     IdempotencyConflict,
     IdempotencyKeysExhausted,
@@ -38,6 +40,7 @@ from budget_guard.stores.base import (
     StoreFull,
     ThresholdSink,
     UsageOverflow,
+    check_breakdown,
     check_object_id,
     check_object_ttl,
     check_thresholds,
@@ -69,10 +72,22 @@ class _NoEvictTTLCache(TTLCache[UUID, "_Account"]):
 
 
 class _Account:
-    __slots__ = ("fired", "head", "refreshed_at", "reservations", "reserved", "ring", "used")
+    __slots__ = (
+        "fired",
+        "head",
+        "kinds",
+        "refreshed_at",
+        "reservations",
+        "reserved",
+        "ring",
+        "used",
+    )
 
     def __init__(self, size: int, head: int) -> None:
         self.ring = array("q", bytes(8 * size))
+        # kind -> a ring like ``ring`` of that kind's raw tokens; made on a kind's first
+        # record, so an account that never gets a breakdown pays nothing for it.
+        self.kinds: dict[str, array[int]] = {}
         self.head = head
         self.used = 0
         self.reserved = 0
@@ -155,12 +170,17 @@ class MemoryStore:
             for i in range(self._size):
                 ring[i] = 0
             acct.used = 0
+            for kind_ring in acct.kinds.values():
+                for i in range(self._size):
+                    kind_ring[i] = 0
         else:
             size = self._size
             for b in range(acct.head + 1, bucket + 1):
                 slot = b % size
                 acct.used -= ring[slot]
                 ring[slot] = 0
+                for kind_ring in acct.kinds.values():
+                    kind_ring[slot] = 0
         acct.head = bucket
 
     def _lapse_reservations(self, acct: _Account, now: float) -> None:
@@ -193,6 +213,7 @@ class MemoryStore:
         now: float,
         limit: int = 0,
         crossed: list[float] | None = None,
+        breakdown: Breakdown | None = None,
     ) -> _Account | None:
         """Charge ``tokens``; the alert thresholds it crossed are appended to ``crossed``."""
         acct = self._account(company_id, now, create=tokens > 0)
@@ -200,9 +221,12 @@ class MemoryStore:
             return acct
         if acct.used + tokens > INT64_MAX:
             raise UsageOverflow("recording would take the total beyond Int64")
-        acct.ring[acct.head % self._size] += tokens
+        slot = acct.head % self._size
+        acct.ring[slot] += tokens
         before = acct.used
         acct.used += tokens
+        if breakdown:
+            self._add_kinds(acct, slot, breakdown)
         if self._thresholds:
             acct.fired, mask = crossed_thresholds(
                 self._thresholds, acct.fired, before, acct.used, limit
@@ -211,6 +235,18 @@ class MemoryStore:
                 crossed.extend(t for i, t in enumerate(self._thresholds) if mask & (1 << i))
         self._keep(company_id, acct, now)
         return acct
+
+    def _add_kinds(self, acct: _Account, slot: int, breakdown: Breakdown) -> None:
+        """The breakdown is shown, never judged: a kind that would pass Int64 stops there
+        rather than refuse a record the budget accepted."""
+        kinds = acct.kinds
+        for kind, count in breakdown.items():
+            if count:
+                kind_ring = kinds.get(kind)
+                if kind_ring is None:
+                    kind_ring = kinds[kind] = array("q", bytes(8 * self._size))
+                total = kind_ring[slot] + count
+                kind_ring[slot] = total if total <= INT64_MAX else INT64_MAX
 
     def _announce(self, company_id: UUID, crossed: list[float], snap: UsageSnapshot | None) -> None:
         """Tell the sink outside the lock; a sink that fails never fails the charge."""
@@ -286,10 +322,17 @@ class MemoryStore:
     # -- the protocol ----------------------------------------------------------------------
 
     async def record(
-        self, company_id: UUID, tokens: int, limit: int, *, dedupe: Dedupe | None = None
+        self,
+        company_id: UUID,
+        tokens: int,
+        limit: int,
+        *,
+        dedupe: Dedupe | None = None,
+        breakdown: Breakdown | None = None,
     ) -> RecordResult:
+        check_breakdown(breakdown)
         crossed: list[float] = []
-        result = self._record(company_id, tokens, limit, dedupe, crossed)
+        result = self._record(company_id, tokens, limit, dedupe, crossed, breakdown)
         if crossed:
             self._announce(company_id, crossed, result.snapshot)
         return result
@@ -301,11 +344,12 @@ class MemoryStore:
         limit: int,
         dedupe: Dedupe | None,
         crossed: list[float],
+        breakdown: Breakdown | None = None,
     ) -> RecordResult:
         with self._lock:
             now = self._clock()
             if dedupe is None:
-                acct = self._add(company_id, tokens, now, limit, crossed)
+                acct = self._add(company_id, tokens, now, limit, crossed, breakdown)
                 return RecordResult(self._snapshot(company_id, acct, limit))
             self._forget_lapsed_keys(now)
             k = (company_id, dedupe.key)
@@ -320,7 +364,7 @@ class MemoryStore:
                 current = self._snapshot(company_id, acct, limit)
                 return RecordResult(current.as_first_answer(seen[1], seen[2]), replayed=True)
             self._admit_key(company_id, dedupe, now)
-            acct = self._add(company_id, tokens, now, limit, crossed)
+            acct = self._add(company_id, tokens, now, limit, crossed, breakdown)
             snap = self._snapshot(company_id, acct, limit)
             entry = (dedupe.fingerprint, snap.tokens_used, limit, now + dedupe.ttl, dedupe.bounded)
             self._remember_key(k, entry, dedupe.ttl)
@@ -357,10 +401,19 @@ class MemoryStore:
             snap = self._snapshot(company_id, acct, limit)
             return Reservation(company_id, rid, tokens, granted, snap)
 
-    async def settle(self, reservation: Reservation, actual: int, limit: int) -> UsageSnapshot:
+    async def settle(
+        self,
+        reservation: Reservation,
+        actual: int,
+        limit: int,
+        *,
+        breakdown: Breakdown | None = None,
+    ) -> UsageSnapshot:
         await self.release(reservation, limit)
         dedupe = settle_dedupe(reservation, actual, 2 * self._reservation_ttl)
-        result = await self.record(reservation.company_id, actual, limit, dedupe=dedupe)
+        result = await self.record(
+            reservation.company_id, actual, limit, dedupe=dedupe, breakdown=breakdown
+        )
         return result.snapshot
 
     async def release(self, reservation: Reservation, limit: int) -> UsageSnapshot:
@@ -401,6 +454,12 @@ class MemoryStore:
                 for i in range(size)
                 if acct.ring[(oldest + i) % size]
             ]
+
+    async def breakdown(self, company_id: UUID) -> dict[str, int]:
+        with self._lock:
+            acct = self._account(company_id, self._clock(), create=False)
+            kinds = {} if acct is None else acct.kinds
+            return {kind: sum(kinds[kind]) if kind in kinds else 0 for kind in BREAKDOWN_KINDS}
 
     async def remember_object(self, company_id: UUID, object_id: str, ttl: float) -> None:
         """First owner wins. The table is bounded (``store.max_objects``): at the bound the

@@ -33,7 +33,9 @@ from budget_guard.clock import Clock, system_clock
 from budget_guard.failure import describe
 from budget_guard.snapshot import UsageSnapshot
 from budget_guard.stores.base import (
+    BREAKDOWN_KINDS,
     DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY,
+    Breakdown,
     Dedupe,
     IdempotencyConflict,
     IdempotencyKeysExhausted,
@@ -43,6 +45,7 @@ from budget_guard.stores.base import (
     StoreUnavailable,
     ThresholdSink,
     UsageOverflow,
+    check_breakdown,
     check_object_id,
     check_object_ttl,
     check_thresholds,
@@ -66,6 +69,22 @@ else:
 
 RedisClient = aioredis.Redis | RedisCluster
 T = TypeVar("T")
+
+
+_KIND_LETTERS = {
+    "input": "i",
+    "cached_input": "c",
+    "cache_write": "w",
+    "cache_read": "r",
+    "output": "o",
+    "reasoning": "x",
+}
+"""How ``usage.lua`` names each breakdown kind in its per-bucket fields (short: one hash
+field per kind per bucket)."""
+
+
+def _kinds(breakdown: Breakdown) -> str:
+    return " ".join(f"{_KIND_LETTERS[kind]} {count}" for kind, count in breakdown.items() if count)
 
 
 class RedisStore:
@@ -202,6 +221,7 @@ class RedisStore:
         *,
         reservation_id: str = "",
         dedupe: Dedupe | None = None,
+        breakdown: Breakdown | None = None,
     ) -> list[str]:
         usage, held_at, held, no_dedupe, live_keys = self._keys(company_id)
         dedupe_key = self._dedupe_key(company_id, dedupe.key) if dedupe else no_dedupe
@@ -211,7 +231,11 @@ class RedisStore:
             f"{op} {int(self._clock() * 1000)} {self._bucket_ms} {self._n} {limit} {tokens} "
             f"{self._reservation_ttl_ms} {dedupe_ms} {bound}{self._thresholds_word}"
         )
-        args = (numbers, reservation_id, dedupe.fingerprint if dedupe else "")
+        fingerprint = dedupe.fingerprint if dedupe else ""
+        if breakdown:
+            args: tuple[str, ...] = (numbers, reservation_id, fingerprint, _kinds(breakdown))
+        else:
+            args = (numbers, reservation_id, fingerprint)
         keys = (usage, held_at, held, dedupe_key, live_keys)
         try:
             if self._topology_pending:
@@ -305,9 +329,18 @@ class RedisStore:
         )
 
     async def record(
-        self, company_id: UUID, tokens: int, limit: int, *, dedupe: Dedupe | None = None
+        self,
+        company_id: UUID,
+        tokens: int,
+        limit: int,
+        *,
+        dedupe: Dedupe | None = None,
+        breakdown: Breakdown | None = None,
     ) -> RecordResult:
-        reply = await self._run("record", company_id, limit, tokens, dedupe=dedupe)
+        check_breakdown(breakdown)
+        reply = await self._run(
+            "record", company_id, limit, tokens, dedupe=dedupe, breakdown=breakdown
+        )
         return self._result(company_id, limit, reply, dedupe)
 
     def _result(
@@ -341,7 +374,15 @@ class RedisStore:
         snap = self._snapshot(company_id, limit, reply)
         return Reservation(company_id, rid, tokens, reply[0] == "ok", snap)
 
-    async def settle(self, reservation: Reservation, actual: int, limit: int) -> UsageSnapshot:
+    async def settle(
+        self,
+        reservation: Reservation,
+        actual: int,
+        limit: int,
+        *,
+        breakdown: Breakdown | None = None,
+    ) -> UsageSnapshot:
+        check_breakdown(breakdown)
         dedupe = settle_dedupe(reservation, actual, 2 * self._reservation_ttl_ms / 1000)
         reply = await self._run(
             "settle",
@@ -350,6 +391,7 @@ class RedisStore:
             actual,
             reservation_id=reservation.id,
             dedupe=dedupe,
+            breakdown=breakdown,
         )
         return self._result(reservation.company_id, limit, reply, dedupe).snapshot
 
@@ -371,21 +413,38 @@ class RedisStore:
 
     async def buckets(self, company_id: UUID) -> list[tuple[float, int]]:
         # Read-only and off the hot path: one HGETALL, decoded against the newest bucket.
+        fields = await self._usage_fields(company_id)
+        out = []
+        for b, slot in self._live_slots(fields):
+            v = int(fields.get(slot, "0"))
+            if v:
+                out.append((float(b * self.window.bucket_seconds), v))
+        return out
+
+    async def breakdown(self, company_id: UUID) -> dict[str, int]:
+        fields = await self._usage_fields(company_id)
+        totals = dict.fromkeys(BREAKDOWN_KINDS, 0)
+        for _, slot in self._live_slots(fields):
+            for kind, letter in _KIND_LETTERS.items():
+                totals[kind] += int(fields.get(f"{slot}:{letter}", "0"))
+        return totals
+
+    async def _usage_fields(self, company_id: UUID) -> dict[str, str]:
         try:
             fields: dict[str, str] = await self._client.hgetall(self._keys(company_id)[0])
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
+        return fields
+
+    def _live_slots(self, fields: dict[str, str]) -> list[tuple[int, str]]:
+        """``(bucket, ring slot field)`` of each bucket still in the window, oldest first;
+        the script drops aged-out buckets only when it next runs, so the clock decides."""
         if "h" not in fields:
             return []
-        n, width = self._n, self.window.bucket_seconds
+        n = self._n
         head = int(fields["h"])
         now_bucket = max(head, self.window.bucket_of(self._clock()))
-        out = []
-        for b in range(max(head, now_bucket) - n, head + 1):
-            v = int(fields.get(str(b % (n + 1)), "0"))
-            if v:
-                out.append((float(b * width), v))
-        return out
+        return [(b, str(b % (n + 1))) for b in range(now_bucket - n, head + 1)]
 
     @property
     def restarts_detected(self) -> int:

@@ -13,6 +13,9 @@
 --         key_bound 0 means the dedupe key is the system's own and is neither counted nor
 --         refused; thresholds (optional) are the alert fractions of the limit, comma-separated
 -- ARGV[2] reservation id, ARGV[3] dedupe fingerprint
+-- ARGV[4] (record and settle) the raw-token breakdown, "kind count kind count ..." (kinds
+--         are one letter; empty when none): each adds to the field "<slot>:<kind>" of the
+--         bucket its tokens go to, and leaves the window with that bucket
 --
 -- Arithmetic on totals is done with HINCRBY (exact Int64 in C) and totals are returned as the
 -- strings Redis stores: Lua numbers are doubles and would round above 2^53.
@@ -59,7 +62,8 @@ if head then
       local v = redis.call('HGET', usage, slot)
       if v then
         redis.call('HINCRBY', usage, 'u', '-' .. v)
-        redis.call('HDEL', usage, slot)
+        redis.call('HDEL', usage, slot, slot .. ':i', slot .. ':c', slot .. ':w', slot .. ':r',
+                   slot .. ':o', slot .. ':x')
       end
     end
     redis.call('HSET', usage, 'h', bucket)
@@ -101,6 +105,16 @@ local function add(amount)
   return 'ok'
 end
 
+local function add_kinds(spec)
+  -- Shown, never judged: a kind that would pass Int64 is left where it is (pcall) rather
+  -- than refuse a record the budget accepted.
+  if not spec or spec == '' then return end
+  local slot = bucket % size
+  for kind, amount in string.gmatch(spec, '(%a) (%d+)') do
+    redis.pcall('HINCRBY', usage, slot .. ':' .. kind, amount)
+  end
+end
+
 local function release(id)
   local amount = redis.call('HGET', held, id)
   if amount then
@@ -134,6 +148,7 @@ if op == 'record' or op == 'settle' then
   end
   if not replay then
     status = add(tokens)
+    if status == 'ok' and tokens ~= '0' then add_kinds(ARGV[4]) end
     if status == 'ok' and use_dedupe then
       local used = redis.call('HGET', usage, 'u') or '0'
       local lapses_at = now + tonumber(dedupe_ttl)
