@@ -173,7 +173,10 @@ def test_anthropic_stream_cut_keeps_upstream_input_and_counts_output(
     cut = stream.index(b"event: content_block_stop")
     request = RequestTokens("messages", "claude-sonnet-4-20250514", 400, True, 1024)
     text = "Let me check the weather in Zürich for you — one moment."
-    assert _meter(counter, request, [stream[:cut]]) == TokenUsage(2620, _n(o200k, text), "counted")
+    # The cache figures message_start reported stand, as its input does.
+    assert _meter(counter, request, [stream[:cut]]) == TokenUsage(
+        2620, _n(o200k, text), "counted", cache_write_tokens=100, cache_read_tokens=2048
+    )
 
 
 def test_responses_stream_cut_counts_the_deltas(
