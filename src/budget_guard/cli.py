@@ -35,7 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="budget-guard",
         description="A hard per-company token budget in front of an OpenAI-compatible API.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser(
+        "check", help="check a config file and print the configuration it gives (secrets masked)"
+    )
+    check.add_argument("--config", help=f"TOML config file (or ${CONFIG_ENV})")
     serve = commands.add_parser("serve", help="run the guarded proxy")
     serve.add_argument("--config", help=f"TOML config file (or ${CONFIG_ENV})")
     serve.add_argument("--host", default=None, help=f"address to listen on ({DEFAULT_HOST})")
@@ -50,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "usage":
             return run_usage(args)
+        if args.command == "check":
+            return _check(args)
         return _serve(args)
     except (ConfigError, AuthConfigError) as exc:
         print(f"budget-guard: config error: {exc}", file=sys.stderr)
@@ -62,15 +69,40 @@ class _StartupError(Exception):
     pass
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("budget-guard")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+def _check(args: argparse.Namespace) -> int:
+    """``budget-guard check``: every check ``serve`` runs before it listens, then the
+    effective configuration (defaults filled in, secrets masked) on stdout."""
+    from budget_guard.checked_config import check_config, effective_toml
+
+    settings = load_settings(args.config)
+    checked = check_config(settings)
+    print(f"# budget-guard {_version()}: {settings.source or 'built-in defaults'} is valid")
+    if checked.authenticator is None:
+        print("# no [auth]: serve would run with a demo key printed at start-up")
+    print(effective_toml(checked), end="")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from budget_guard.app import DEMO_KEY_ENV, UPSTREAM_ENV, build_app, demo_key
-    from budget_guard.proxy_settings import ProxySettings
 
     if args.config:
         os.environ[CONFIG_ENV] = args.config
+    from budget_guard.checked_config import check_config
+
     settings = load_settings(args.config)
+    checked = check_config(settings)  # every table, before anything prints or listens
     log_config = _log_config(settings, args.log_level)
-    server = ServerSettings.from_table(settings.table("server"))
+    server = checked.server
     host = args.host or server.host
     port = args.port if args.port is not None else server.port
     if args.workers < 1:
@@ -80,7 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
             "--workers > 1 needs a shared store: the memory store lives in one process, so N "
             'workers would each allow the full budget. Set [store] url = "redis://...".'
         )
-    proxy = ProxySettings.from_table(settings.table("proxy"))
+    proxy = checked.proxy
     demo = demo_key() if "auth" not in settings.raw else None
     _check_store(settings)
     sock = _bind(host, port)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from budget_guard.config_tables import declare_table, reject_unknown
 from budget_guard.window import ConfigError
 from budget_guard.wire import TextCase
 
@@ -38,6 +39,7 @@ _KNOWN_KEYS = frozenset(
         "body_timeout_seconds",
     }
 )
+declare_table("endpoint", _KNOWN_KEYS)
 _FORMAT_SUFFIXES = (".json", ".jsv")
 
 
@@ -84,9 +86,7 @@ class EndpointSettings:
         """Build from the raw ``[endpoint]`` table (``settings.table("endpoint")``)."""
         if not isinstance(table, Mapping):
             raise ConfigError("[endpoint]: must be a table")
-        for key in table:
-            if key not in _KNOWN_KEYS:
-                raise ConfigError(f"endpoint.{key}: unknown key")
+        reject_unknown("endpoint", table, _KNOWN_KEYS)
         options: dict[str, Any] = {
             key: table[key] for key in _KNOWN_KEYS - {"text_case"} if key in table
         }
