@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from budget_guard.app import serve_endpoint_settings
 from budget_guard.auth import Authenticator, authenticator_from_config
 from budget_guard.config import Settings
 from budget_guard.endpoint import EndpointSettings
@@ -51,7 +52,7 @@ def check_config(settings: Settings) -> CheckedConfig:
         server=ServerSettings.from_table(settings.table("server")),
         proxy=ProxySettings.from_table(settings.table("proxy")),
         guard=GuardSettings.from_table(settings.table("guard")),
-        endpoint=EndpointSettings.from_table(settings.table("endpoint")),
+        endpoint=serve_endpoint_settings(settings),
         observability=ObservabilitySettings.from_table(settings.table("observability")),
         authenticator=authenticator,
     )

@@ -18,6 +18,10 @@ __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_OPENAPI_PATH", "DEFAULT_PATH", "En
 
 DEFAULT_PATH = "/assistant/ai-chat/usage"
 DEFAULT_OPENAPI_PATH = "/openapi.json"
+"""Where ``budget-guard serve`` (which owns its whole app) serves the OpenAPI document."""
+OPENAPI_SUFFIX = "/openapi.json"
+"""Mounted in a host app, the document lives under the endpoint's own path, so the host's
+``/openapi.json`` (FastAPI's ``/docs`` reads it) stays the host's."""
 #: The request DTO is two small members; 64 KiB is generous for any client and still small
 #: enough that a flood of large bodies costs the server nothing worth mentioning.
 DEFAULT_MAX_BODY_BYTES = 65536
@@ -50,8 +54,9 @@ class EndpointSettings:
     text_case: TextCase = TextCase.CAMEL
     """Casing of response member names unless a request asks otherwise with ``?jsconfig=``."""
     enabled: bool = True
-    openapi_path: str = DEFAULT_OPENAPI_PATH
-    """Where the OpenAPI document is served; ``""`` serves none (a FastAPI host has its own)."""
+    openapi_path: str | None = None
+    """Where the OpenAPI document is served: by default ``<path>/openapi.json``, a path the
+    endpoint owns, never the host's ``/openapi.json``; ``""`` serves none."""
     predefined_routes: bool = True
     """Also answer ServiceStack's predefined routes (``/api/RecordAiChatUsage``,
     ``/json/reply/...``, ``/jsv/reply/...``): ``JsonServiceClient.post(dto)`` and ``.get(dto)``
@@ -63,6 +68,8 @@ class EndpointSettings:
 
     def __post_init__(self) -> None:
         _check_path(self.path, "endpoint.path")
+        if self.openapi_path is None and isinstance(self.path, str):
+            object.__setattr__(self, "openapi_path", self.path + OPENAPI_SUFFIX)
         if self.path.endswith(_FORMAT_SUFFIXES):
             raise ConfigError("endpoint.path: must not end in .json or .jsv (those are added)")
         if self.openapi_path:
