@@ -62,6 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"budget-guard: config error: {exc}", file=sys.stderr)
     except _StartupError as exc:
         print(f"budget-guard: {exc}", file=sys.stderr)
+    except BrokenPipeError:
+        # The reader left (`budget-guard usage | head`): nothing more to say, and Python's
+        # own flush at exit must not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 2
 
 

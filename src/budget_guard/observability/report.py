@@ -46,7 +46,8 @@ class UsageReport:
         return self.snapshot.company_id
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON for scripts (``budget-guard usage --json``); times in ISO 8601 UTC."""
+        """JSON for scripts (``budget-guard usage --json``) in the usage API's names and Guid
+        format (camelCase, 32 hex digits), plus the report's extras; times in ISO 8601 UTC."""
         snap = self.snapshot
         frees: str | None
         if snap.frees_at is None:
@@ -56,19 +57,19 @@ class UsageReport:
         else:
             frees = _iso(snap.frees_at)
         return {
-            "company_id": str(snap.company_id),
-            "token_limit": snap.token_limit,
-            "tokens_used": snap.tokens_used,
-            "tokens_remaining": snap.tokens_remaining,
-            "tokens_reserved": snap.tokens_reserved,
-            "window_days": snap.window_days,
-            "within_budget": snap.is_within_budget,
-            "frees_at": frees,
-            "next_release": None
+            "companyId": snap.company_id.hex,
+            "tokensUsed": snap.tokens_used,
+            "tokenLimit": snap.token_limit,
+            "tokensRemaining": snap.tokens_remaining,
+            "isWithinBudget": snap.is_within_budget,
+            "windowDays": snap.window_days,
+            "tokensReserved": snap.tokens_reserved,
+            "freesAt": frees,
+            "nextRelease": None
             if self.next_release_at is None
             else {"at": _iso(self.next_release_at), "tokens": self.next_release_tokens},
             "days": [{"date": d.day.isoformat(), "tokens": d.tokens} for d in self.days],
-            "generated_at": _iso(self.generated_at),
+            "generatedAt": _iso(self.generated_at),
         }
 
 

@@ -392,6 +392,24 @@ class RedisStore:
         except ValueError:  # not written by us: an unknown owner is no owner (denied)
             return None
 
+    async def companies(self) -> list[UUID]:
+        """Every company with a usage hash under this prefix, for ``budget-guard usage``.
+
+        A SCAN (on a cluster, of every primary): off the hot path, an operator's command."""
+        pattern = _glob_escape(self._prefix) + "{*}:u"
+        found: set[UUID] = set()
+        try:
+            async for key in self._client.scan_iter(match=pattern, count=1000):
+                text = key.decode() if isinstance(key, bytes) else str(key)
+                inner = text[len(self._prefix) :].partition("}")[0].lstrip("{")
+                try:
+                    found.add(UUID(inner))
+                except ValueError:
+                    continue
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from None
+        return sorted(found, key=str)
+
     async def ping(self) -> None:
         """Also checks (and on first use writes) the restart marker."""
         try:
@@ -404,3 +422,8 @@ class RedisStore:
     async def aclose(self) -> None:
         await self._restarts.aclose()
         await self._client.aclose()
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal inside a Redis MATCH pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
