@@ -9,6 +9,7 @@ import logging.config
 import os
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -152,6 +153,10 @@ def _serve(args: argparse.Namespace) -> int:
         # Hand the workers the socket bound above instead, as uvicorn.run does internally.
         from uvicorn.supervisors import Multiprocess
 
+        # Every worker's metrics in files of one directory, summed on each scrape (set before
+        # the workers start: prometheus_client reads it at import).
+        metrics_dir = tempfile.TemporaryDirectory(prefix="budget-guard-metrics-")
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir.name)
         config = BoundedConfig(
             "budget_guard.app:app_from_env",
             bounds=bounds,
@@ -161,7 +166,8 @@ def _serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             log_config=log_config,
         )
-        Multiprocess(config, sockets=[sock]).run()
+        with metrics_dir:
+            Multiprocess(config, sockets=[sock]).run()
         return 0
     app = build_app(settings, upstream_url=upstream_url, demo=demo)
     uvicorn.Server(
