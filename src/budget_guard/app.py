@@ -106,7 +106,9 @@ def build_app(
     routes = [
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
-        Route(endpoint_settings.path + "/ui", UsagePage(ledger, authenticator).endpoint),
+        Route(
+            endpoint_settings.path + "/ui", UsagePage(ledger, authenticator, events=events).endpoint
+        ),
     ]
     if metrics is not None:
         routes.append(Route(observability.metrics_path, metrics.endpoint))

@@ -17,6 +17,7 @@ from uuid import UUID
 
 from budget_guard.ledger import Ledger
 from budget_guard.snapshot import UsageSnapshot
+from budget_guard.timefmt import format_duration, format_time
 from budget_guard.window import SECONDS_PER_DAY
 
 __all__ = ["DayUsage", "UsageReport", "format_duration", "format_time", "usage_report"]
@@ -103,23 +104,3 @@ async def usage_report(ledger: Ledger, company_id: UUID, now: float) -> UsageRep
         next_release_at=release_at,
         next_release_tokens=release_tokens,
     )
-
-
-def format_time(t: float) -> str:
-    """``2024-05-01 14:00 UTC``: minutes are as precise as a bucketed window gets."""
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def format_duration(seconds: float) -> str:
-    """``3 d 4 h``, ``5 h 12 min``, ``42 s``: two units at most, for people."""
-    whole = max(0, math.ceil(seconds))
-    days, rest = divmod(whole, SECONDS_PER_DAY)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h" if hours else f"{days} d"
-    if hours:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    if minutes:
-        return f"{minutes} min"
-    return f"{secs} s"

@@ -36,6 +36,7 @@ from budget_guard.auth import (
 )
 from budget_guard.auth.guids import parse_guid
 from budget_guard.clock import Clock, system_clock
+from budget_guard.events import NO_EVENTS, GuardEvents
 from budget_guard.ledger import Ledger
 from budget_guard.observability.report import (
     UsageReport,
@@ -71,17 +72,33 @@ _FAR_UNDER = 4.0
 limit is named above it: drawn to scale, the bars would be a sliver at the bottom."""
 
 
+_REJECTED = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 503: "store_unavailable"}
+
+
 class UsagePage:
     """Mount with ``Route(endpoint_path + "/ui", page.endpoint)`` (``build_app`` does)."""
 
     def __init__(
-        self, ledger: Ledger, authenticator: Authenticator, *, clock: Clock = system_clock
+        self,
+        ledger: Ledger,
+        authenticator: Authenticator,
+        *,
+        clock: Clock = system_clock,
+        events: GuardEvents = NO_EVENTS,
     ) -> None:
         self.ledger = ledger
         self.authenticator = authenticator
         self.clock = clock
+        self.events = events
+        """Its refusals (401, 403, 400...) are counted and logged like every other route's."""
 
     async def endpoint(self, request: Request) -> HTMLResponse:
+        response = await self._respond(request)
+        if response.status_code in _REJECTED:
+            self.events.rejected(None, _REJECTED[response.status_code])
+        return response
+
+    async def _respond(self, request: Request) -> HTMLResponse:
         identity = await self.authenticator.authenticate(request.headers)
         if identity is None:
             return _page(
