@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
@@ -26,6 +26,9 @@ from budget_guard.server_settings import ServerSettings
 from budget_guard.stores import StoreError
 from budget_guard.usage_cli import add_usage_command, run_usage
 from budget_guard.window import ConfigError
+
+if TYPE_CHECKING:
+    from budget_guard.checked_config import CheckedConfig
 
 DEFAULT_HOST = ServerSettings.host
 DEFAULT_PORT = ServerSettings.port
@@ -133,7 +136,7 @@ def _serve(args: argparse.Namespace) -> int:
         remote_store=not settings.store.url.startswith("memory"),
     )
     _banner(
-        settings,
+        checked,
         host,
         sock.getsockname()[1],
         upstream_url or proxy.upstream_url,
@@ -292,7 +295,7 @@ def _redact(url: str) -> str:
 
 
 def _banner(
-    settings: Settings,
+    checked: CheckedConfig,
     host: str,
     port: int,
     upstream: str | None,
@@ -301,12 +304,10 @@ def _banner(
     demo: object,
     connections: str,
 ) -> None:
+    """What is running and every URL it answers, so a newcomer can click through it all."""
     from budget_guard.app import DemoKey
-    from budget_guard.endpoint import EndpointSettings
-    from budget_guard.guard import GuardSettings
 
-    guard = GuardSettings.from_table(settings.table("guard"))
-    endpoint = EndpointSettings.from_table(settings.table("endpoint"))
+    settings, guard, endpoint = checked.settings, checked.guard, checked.endpoint
     shown = f"[{host}]" if ":" in host else host
     base = f"http://{shown}:{port}"
     store = _redact(settings.store.url)
@@ -314,24 +315,36 @@ def _banner(
         store += " (embedded, this process only)"
     window = settings.budget.window
     lines = [
-        f"budget-guard listening on {base}",
-        f"  store:     {store}",
-        f"  upstream:  {upstream}" + (" (built-in demo)" if is_demo else ""),
-        f"  guarding:  {', '.join(guard.paths)}"
-        + (" (strict: reserve + settle)" if guard.strict else "")
+        f"budget-guard {_version()} listening on {base}",
+        f"  store:      {store}",
+        f"  upstream:   {upstream}" + (" (built-in demo)" if is_demo else ""),
+        f"  budget:     {settings.budget.default_token_limit:,} tokens per {window.days} days "
+        f"by default, {len(settings.budget.limits)} company override(s); "
+        + (
+            "strict (reserve, then settle)"
+            if guard.strict
+            else "overshoot up to the requests in flight"
+        )
         + f"; store down -> fail-{guard.on_store_error}",
-        f"  usage API: {base}{endpoint.path}" if endpoint.enabled else "  usage API: off",
-        f"  budget:    {settings.budget.default_token_limit:,} tokens per {window.days} days "
-        f"by default, {len(settings.budget.limits)} company override(s)",
         connections,
+        "  serving:",
+        *(f"    proxy        {base}{prefix}..." for prefix in guard.paths),
     ]
+    if endpoint.enabled:
+        lines.append(f"    usage API    {base}{endpoint.path}")
+        if endpoint.openapi_path:
+            lines.append(f"    OpenAPI      {base}{endpoint.openapi_path}")
+    lines.append(f"    usage page   {base}{endpoint.path}/ui")
+    if checked.observability.metrics:
+        lines.append(f"    metrics      {base}{checked.observability.metrics_path}")
+    lines += [f"    health       {base}/healthz", f"    ready        {base}/readyz"]
     if isinstance(demo, DemoKey):
         lines += [
-            f"  demo key:  {demo.key}  (company {demo.company_id}; no [auth] in the config)",
-            f"  try:       curl -s {base}/v1/chat/completions -H 'Authorization: Bearer "
+            f"  demo key:   {demo.key}  (company {demo.company_id}; no [auth] in the config)",
+            f"  try:        curl -s {base}/v1/chat/completions -H 'Authorization: Bearer "
             f"{demo.key}' -H 'Content-Type: application/json' -d "
             '\'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}]}\'',
-            f"             curl -s {base}{endpoint.path} -H 'Authorization: Bearer {demo.key}'",
+            f"              curl -s {base}{endpoint.path} -H 'Authorization: Bearer {demo.key}'",
         ]
     print("\n".join(lines), flush=True)
 
