@@ -272,8 +272,11 @@ def render_chart(report: UsageReport) -> str:
             f'<line class="limit" data-tokens="{limit}" x1="{_LEFT}" x2="{_W - _RIGHT}" '
             f'y1="{y:.1f}" y2="{y:.1f}" stroke="{_LIMIT}" stroke-width="2" '
             'stroke-dasharray="8 5"/>'
-            f'<text class="limit-label" x="{_W - _RIGHT - 4}" y="{max(y - 6, 14):.1f}" '
-            f'text-anchor="end">limit {_n(limit)}</text>'
+            # At the left, where the stacked columns are lowest (each is the window's total
+            # so far), so the label never sits on a bar; a white halo keeps it readable.
+            f'<text class="limit-label" x="{_LEFT + 6}" y="{max(y - 6, 14):.1f}" '
+            'text-anchor="start" paint-order="stroke" stroke="#fff" stroke-width="4">'
+            f"limit {_n(limit)}</text>"
         )
     else:
         parts.append(
