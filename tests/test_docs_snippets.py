@@ -198,3 +198,27 @@ def test_snippet_runs_as_written(
     assert done.returncode == 0, f"{snippet.id} failed:\n{output}"
     assert "Traceback" not in output, output
     assert '"error"' not in output and "responseStatus" not in output, output
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _anchors(document: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    anchors = set()
+    for heading in re.findall(r"^#+ (.+)$", document.read_text(encoding="utf-8"), re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        anchors.add(slug)
+    return anchors
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=[str(d.relative_to(ROOT)) for d in DOCUMENTS])
+def test_every_local_link_and_anchor_exists(document: Path) -> None:
+    for target in LINK.findall(document.read_text(encoding="utf-8")):
+        if target.startswith(("http://", "https://", "mailto:")):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (document.parent / path).resolve() if path else document
+        assert linked.exists(), f"{document.name}: {target} does not exist"
+        if anchor:
+            assert anchor in _anchors(linked), f"{document.name}: no #{anchor} in {path}"
