@@ -15,7 +15,6 @@ one table's settings directly gets the same message.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -122,6 +121,8 @@ def _suggest(name: str, candidates: list[str], *, brackets: bool = False) -> str
 
     if not candidates:
         return "this table takes no keys"
+    import difflib  # only on the way to an error message
+
     last = {c.rsplit(".", 1)[-1]: c for c in candidates}
     close = difflib.get_close_matches(name, list(last), n=1, cutoff=0.6)
     if close:
