@@ -46,7 +46,7 @@ class GuardSettings:
     paths: tuple[str, ...] = ("/v1/",)
     """Path prefixes the guard counts and enforces; everything else passes untouched."""
     strict: bool = False
-    """Reserve the estimated cost before forwarding, settle afterwards (see README)."""
+    """Reserve the estimated cost before forwarding, settle afterwards (docs/design.md)."""
     default_reservation: int = 4096
     """Output tokens assumed in strict mode when a request names no max_tokens."""
     on_store_error: str = "open"
