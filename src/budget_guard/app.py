@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import uuid
@@ -30,6 +31,7 @@ from budget_guard.auth import (
 from budget_guard.config import Settings, load_settings
 from budget_guard.endpoint import EndpointSettings, UsageEndpoint
 from budget_guard.endpoint.limits import LimitsEndpoint, limits_path
+from budget_guard.endpoint.settings import DEFAULT_OPENAPI_PATH
 from budget_guard.guard import BudgetGuardMiddleware, GuardSettings
 from budget_guard.ledger import Ledger
 from budget_guard.observability import (
@@ -88,7 +90,7 @@ def build_app(
         ledger = instrument_ledger(ledger, metrics)
     authenticator = authenticator or build_authenticator(settings, demo)
     guard = GuardSettings.from_table(settings.table("guard"))
-    endpoint_settings = EndpointSettings.from_table(settings.table("endpoint"))
+    endpoint_settings = serve_endpoint_settings(settings)
     proxy = ProxySettings.from_table(settings.table("proxy")).build(upstream_url)
     events = FanOutEvents(metrics, LogEvents()) if metrics else LogEvents()
     endpoint = UsageEndpoint(
@@ -118,7 +120,9 @@ def build_app(
     routes = [
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
-        Route(endpoint_settings.path + "/ui", UsagePage(ledger, authenticator).endpoint),
+        Route(
+            endpoint_settings.path + "/ui", UsagePage(ledger, authenticator, events=events).endpoint
+        ),
     ]
     if endpoint_settings.enabled:
         limits = LimitsEndpoint(ledger, authenticator, settings=endpoint_settings)
@@ -162,6 +166,17 @@ def _alerts(
     if metrics is not None:
         metrics.registry.register(AlertCollector(dispatcher))
     return dispatcher
+
+
+def serve_endpoint_settings(settings: Settings) -> EndpointSettings:
+    """``[endpoint]`` as ``budget-guard serve`` runs it: the app is budget-guard's own, so the
+    OpenAPI document takes the conventional ``/openapi.json`` unless the file says otherwise
+    (mounted in a host app it stays under the endpoint's path)."""
+    table = settings.table("endpoint")
+    endpoint = EndpointSettings.from_table(table)
+    if "openapi_path" not in table:
+        endpoint = dataclasses.replace(endpoint, openapi_path=DEFAULT_OPENAPI_PATH)
+    return endpoint
 
 
 def app_from_env() -> Starlette:

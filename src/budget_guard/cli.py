@@ -9,10 +9,11 @@ import logging.config
 import os
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
@@ -27,6 +28,9 @@ from budget_guard.stores import StoreError
 from budget_guard.usage_cli import add_usage_command, run_usage
 from budget_guard.window import ConfigError
 
+if TYPE_CHECKING:
+    from budget_guard.checked_config import CheckedConfig
+
 DEFAULT_HOST = ServerSettings.host
 DEFAULT_PORT = ServerSettings.port
 
@@ -36,7 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="budget-guard",
         description="A hard per-company token budget in front of an OpenAI-compatible API.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser(
+        "check", help="check a config file and print the configuration it gives (secrets masked)"
+    )
+    check.add_argument("--config", help=f"TOML config file (or ${CONFIG_ENV})")
     serve = commands.add_parser("serve", help="run the guarded proxy")
     serve.add_argument("--config", help=f"TOML config file (or ${CONFIG_ENV})")
     serve.add_argument("--host", default=None, help=f"address to listen on ({DEFAULT_HOST})")
@@ -54,11 +63,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_usage(args)
         if args.command == "limits":
             return run_limits(args)
+        if args.command == "check":
+            return _check(args)
         return _serve(args)
     except (ConfigError, AuthConfigError) as exc:
         print(f"budget-guard: config error: {exc}", file=sys.stderr)
     except _StartupError as exc:
         print(f"budget-guard: {exc}", file=sys.stderr)
+    except BrokenPipeError:
+        # The reader left (`budget-guard usage | head`): nothing more to say, and Python's
+        # own flush at exit must not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 2
 
 
@@ -66,16 +82,40 @@ class _StartupError(Exception):
     pass
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("budget-guard")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+def _check(args: argparse.Namespace) -> int:
+    """``budget-guard check``: every check ``serve`` runs before it listens, then the
+    effective configuration (defaults filled in, secrets masked) on stdout."""
+    from budget_guard.checked_config import check_config, effective_toml
+
+    settings = load_settings(args.config)
+    checked = check_config(settings)
+    print(f"# budget-guard {_version()}: {settings.source or 'built-in defaults'} is valid")
+    if checked.authenticator is None:
+        print("# no [auth]: serve would run with a demo key printed at start-up")
+    print(effective_toml(checked), end="")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
-    from budget_guard.alerts import AlertSettings
     from budget_guard.app import DEMO_KEY_ENV, UPSTREAM_ENV, build_app, demo_key
-    from budget_guard.proxy_settings import ProxySettings
 
     if args.config:
         os.environ[CONFIG_ENV] = args.config
+    from budget_guard.checked_config import check_config
+
     settings = load_settings(args.config)
+    checked = check_config(settings)  # every table, before anything prints or listens
     log_config = _log_config(settings, args.log_level)
-    server = ServerSettings.from_table(settings.table("server"))
+    server = checked.server
     host = args.host or server.host
     port = args.port if args.port is not None else server.port
     if args.workers < 1:
@@ -85,9 +125,7 @@ def _serve(args: argparse.Namespace) -> int:
             "--workers > 1 needs a shared store: the memory store lives in one process, so N "
             'workers would each allow the full budget. Set [store] url = "redis://...".'
         )
-    proxy = ProxySettings.from_table(settings.table("proxy"))
-    # Checked here, once, so that a bad [alerts] table is one clear line, not N workers dying.
-    AlertSettings.from_table(settings.table("alerts"))
+    proxy = checked.proxy
     demo = demo_key() if "auth" not in settings.raw else None
     _check_store(settings)
     sock = _bind(host, port)
@@ -102,7 +140,7 @@ def _serve(args: argparse.Namespace) -> int:
         remote_store=not settings.store.url.startswith("memory"),
     )
     _banner(
-        settings,
+        checked,
         host,
         sock.getsockname()[1],
         upstream_url or proxy.upstream_url,
@@ -122,6 +160,10 @@ def _serve(args: argparse.Namespace) -> int:
         # Hand the workers the socket bound above instead, as uvicorn.run does internally.
         from uvicorn.supervisors import Multiprocess
 
+        # Every worker's metrics in files of one directory, summed on each scrape (set before
+        # the workers start: prometheus_client reads it at import).
+        metrics_dir = tempfile.TemporaryDirectory(prefix="budget-guard-metrics-")
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir.name)
         config = BoundedConfig(
             "budget_guard.app:app_from_env",
             bounds=bounds,
@@ -131,7 +173,8 @@ def _serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             log_config=log_config,
         )
-        Multiprocess(config, sockets=[sock]).run()
+        with metrics_dir:
+            Multiprocess(config, sockets=[sock]).run()
         return 0
     app = build_app(settings, upstream_url=upstream_url, demo=demo)
     uvicorn.Server(
@@ -256,7 +299,7 @@ def _redact(url: str) -> str:
 
 
 def _banner(
-    settings: Settings,
+    checked: CheckedConfig,
     host: str,
     port: int,
     upstream: str | None,
@@ -265,12 +308,10 @@ def _banner(
     demo: object,
     connections: str,
 ) -> None:
+    """What is running and every URL it answers, so a newcomer can click through it all."""
     from budget_guard.app import DemoKey
-    from budget_guard.endpoint import EndpointSettings
-    from budget_guard.guard import GuardSettings
 
-    guard = GuardSettings.from_table(settings.table("guard"))
-    endpoint = EndpointSettings.from_table(settings.table("endpoint"))
+    settings, guard, endpoint = checked.settings, checked.guard, checked.endpoint
     shown = f"[{host}]" if ":" in host else host
     base = f"http://{shown}:{port}"
     store = _redact(settings.store.url)
@@ -278,24 +319,36 @@ def _banner(
         store += " (embedded, this process only)"
     window = settings.budget.window
     lines = [
-        f"budget-guard listening on {base}",
-        f"  store:     {store}",
-        f"  upstream:  {upstream}" + (" (built-in demo)" if is_demo else ""),
-        f"  guarding:  {', '.join(guard.paths)}"
-        + (" (strict: reserve + settle)" if guard.strict else "")
+        f"budget-guard {_version()} listening on {base}",
+        f"  store:      {store}",
+        f"  upstream:   {upstream}" + (" (built-in demo)" if is_demo else ""),
+        f"  budget:     {settings.budget.default_token_limit:,} tokens per {window.days} days "
+        f"by default, {len(settings.budget.limits)} company override(s); "
+        + (
+            "strict (reserve, then settle)"
+            if guard.strict
+            else "overshoot up to the requests in flight"
+        )
         + f"; store down -> fail-{guard.on_store_error}",
-        f"  usage API: {base}{endpoint.path}" if endpoint.enabled else "  usage API: off",
-        f"  budget:    {settings.budget.default_token_limit:,} tokens per {window.days} days "
-        f"by default, {len(settings.budget.limits)} company override(s)",
         connections,
+        "  serving:",
+        *(f"    proxy        {base}{prefix}..." for prefix in guard.paths),
     ]
+    if endpoint.enabled:
+        lines.append(f"    usage API    {base}{endpoint.path}")
+        if endpoint.openapi_path:
+            lines.append(f"    OpenAPI      {base}{endpoint.openapi_path}")
+    lines.append(f"    usage page   {base}{endpoint.path}/ui")
+    if checked.observability.metrics:
+        lines.append(f"    metrics      {base}{checked.observability.metrics_path}")
+    lines += [f"    health       {base}/healthz", f"    ready        {base}/readyz"]
     if isinstance(demo, DemoKey):
         lines += [
-            f"  demo key:  {demo.key}  (company {demo.company_id}; no [auth] in the config)",
-            f"  try:       curl -s {base}/v1/chat/completions -H 'Authorization: Bearer "
+            f"  demo key:   {demo.key}  (company {demo.company_id}; no [auth] in the config)",
+            f"  try:        curl -s {base}/v1/chat/completions -H 'Authorization: Bearer "
             f"{demo.key}' -H 'Content-Type: application/json' -d "
             '\'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}]}\'',
-            f"             curl -s {base}{endpoint.path} -H 'Authorization: Bearer {demo.key}'",
+            f"              curl -s {base}{endpoint.path} -H 'Authorization: Bearer {demo.key}'",
         ]
     print("\n".join(lines), flush=True)
 

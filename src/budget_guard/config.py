@@ -13,14 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from budget_guard.clock import Clock, system_clock
+from budget_guard.config_tables import check_document, declare_table, reject_unknown
 from budget_guard.ledger import Ledger
 from budget_guard.policy import BudgetPolicy, LimitProvider, check_limit
 from budget_guard.stores import DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY, UsageStore, open_store
 from budget_guard.stores.memory import DEFAULT_MAX_IDEMPOTENCY_KEYS, DEFAULT_MAX_OBJECTS
-from budget_guard.weights import BudgetWeights
+from budget_guard.weights import TYPES, BudgetWeights
 from budget_guard.window import ConfigError, Window
 
 CONFIG_ENV = "BUDGET_GUARD_CONFIG"
@@ -35,6 +37,33 @@ ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
     "BUDGET_GUARD_ON_STORE_ERROR": ("guard", "on_store_error", str),
 }
 """Environment variable -> (table, key, type). An override wins over the file."""
+
+
+BUDGET_KEYS = (
+    "window_days",
+    "default_token_limit",
+    "limits",
+    "bucket_seconds",
+    "provider_cache_ttl_seconds",
+    "weights",
+    "model_weights",
+)
+STORE_KEYS = (
+    "url",
+    "prefix",
+    "cluster",
+    "reservation_ttl_seconds",
+    "max_companies",
+    "socket_timeout_seconds",
+    "max_idempotency_keys_per_company",
+    "max_idempotency_keys",
+    "max_objects",
+)
+declare_table("budget", BUDGET_KEYS)
+declare_table("budget.limits", open=True)  # company Guid = limit: checked below
+declare_table("budget.weights", TYPES)
+declare_table("budget.model_weights", open=True)  # model pattern = weight: checked in weights
+declare_table("store", STORE_KEYS)
 
 
 @dataclass(frozen=True)
@@ -149,6 +178,51 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     return data
 
 
+STORE_SCHEMES = ("memory", "redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+
+
+def check_store_url(url: object) -> str:
+    """The store URL, checked in full now rather than by the first request that uses it."""
+    example = "must be a URL such as memory:// or redis://host:6379/0"
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigError(f"store.url: {example}")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in STORE_SCHEMES:
+        raise ConfigError(
+            f"store.url: unsupported scheme {scheme!r} (use memory://, redis://, rediss://, "
+            "unix:// or redis+cluster://)"
+        )
+    if scheme == "memory":
+        if url.rstrip("/").lower() != "memory:":
+            raise ConfigError("store.url: the memory store takes no host or options: memory://")
+        return url
+    if scheme == "unix":
+        if not parts.path:
+            raise ConfigError("store.url: a unix:// URL names the socket: unix:///run/redis.sock")
+        return url
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(
+            f"store.url: the port must be a number from 1 to 65535 ({example})"
+        ) from None
+    if not parts.hostname:
+        raise ConfigError(f"store.url: no host ({example})")
+    database = parts.path.lstrip("/")
+    if database and not (database.isdigit() and not scheme.endswith("+cluster")):
+        raise ConfigError(
+            f"store.url: the path is the database number: /0 to /15, not /{database}"
+            + (
+                " (Redis Cluster has database 0 only: leave the path out)"
+                if "cluster" in scheme
+                else ""
+            )
+        )
+    del port
+    return url
+
+
 def _number(table: Mapping[str, Any], key: str, where: str, default: float) -> float:
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
@@ -164,22 +238,14 @@ def _count(table: Mapping[str, Any], key: str, where: str, default: int) -> int:
 
 
 def settings_from_mapping(data: Mapping[str, Any], *, source: str | None = None) -> Settings:
+    """Check every table and key of ``data``, then build the budget and store settings (each
+    feature's table is built, and checked in full, by its own settings module)."""
+    check_document(data)
     budget_t = data.get("budget", {})
     store_t = data.get("store", {})
     if not isinstance(budget_t, Mapping) or not isinstance(store_t, Mapping):
         raise ConfigError("[budget] and [store] must be tables")
-    known_budget = {
-        "window_days",
-        "default_token_limit",
-        "limits",
-        "bucket_seconds",
-        "provider_cache_ttl_seconds",
-        "weights",
-        "model_weights",
-    }
-    for key in budget_t:
-        if key not in known_budget:
-            raise ConfigError(f"budget.{key}: unknown key")
+    reject_unknown("budget", budget_t, BUDGET_KEYS)
     window = Window(budget_t.get("window_days", 30), budget_t.get("bucket_seconds", 0))
     limits_t = budget_t.get("limits", {})
     if not isinstance(limits_t, Mapping):
@@ -200,23 +266,8 @@ def settings_from_mapping(data: Mapping[str, Any], *, source: str | None = None)
         provider_cache_ttl_seconds=_number(budget_t, "provider_cache_ttl_seconds", "budget", 60),
         weights=BudgetWeights.from_tables(budget_t.get("weights"), budget_t.get("model_weights")),
     )
-    known_store = {
-        "url",
-        "prefix",
-        "cluster",
-        "reservation_ttl_seconds",
-        "max_companies",
-        "socket_timeout_seconds",
-        "max_idempotency_keys_per_company",
-        "max_idempotency_keys",
-        "max_objects",
-    }
-    for key in store_t:
-        if key not in known_store:
-            raise ConfigError(f"store.{key}: unknown key")
-    url = store_t.get("url", "memory://")
-    if not isinstance(url, str) or "://" not in url:
-        raise ConfigError("store.url: must be a URL such as memory:// or redis://host:6379/0")
+    reject_unknown("store", store_t, STORE_KEYS)
+    url = check_store_url(store_t.get("url", "memory://"))
     max_companies = _count(store_t, "max_companies", "store", 1_000_000)
     keys_per_company = _count(
         store_t,

@@ -371,6 +371,11 @@ def _strip_prefix(prefix: str | None) -> str | None:
     return prefix
 
 
+def check_upstream_url(upstream_url: str, *, stripping: bool = False) -> str:
+    """The base the proxy appends paths to; ``ValueError`` saying what is wrong with it."""
+    return _upstream_base(upstream_url, stripping=stripping)
+
+
 def _upstream_base(upstream_url: str, *, stripping: bool = False) -> str:
     url = httpx.URL(upstream_url)
     if url.scheme not in ("http", "https") or not url.host:

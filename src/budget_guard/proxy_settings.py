@@ -9,7 +9,13 @@ from typing import Any
 
 import httpx
 
-from budget_guard.proxy import DEFAULT_FORWARDED_HEADERS, UpstreamProxy, check_headers
+from budget_guard.config_tables import declare_table, reject_unknown
+from budget_guard.proxy import (
+    DEFAULT_FORWARDED_HEADERS,
+    UpstreamProxy,
+    check_headers,
+    check_upstream_url,
+)
 from budget_guard.window import ConfigError
 
 _KNOWN = {
@@ -25,6 +31,8 @@ _KNOWN = {
     "forward_headers",
     "upstream_headers",
 }
+declare_table("proxy", _KNOWN)
+declare_table("proxy.upstream_headers", open=True)  # "Name" = "value": checked below
 
 
 @dataclass(frozen=True)
@@ -51,9 +59,7 @@ class ProxySettings:
         cls, table: Mapping[str, Any], env: Mapping[str, str] | None = None
     ) -> ProxySettings:
         env = os.environ if env is None else env
-        for key in table:
-            if key not in _KNOWN:
-                raise ConfigError(f"proxy.{key}: unknown key")
+        reject_unknown("proxy", table, _KNOWN)
         url = table.get("upstream_url")
         if url is not None and (
             not isinstance(url, str) or not url.startswith(("http://", "https://"))
@@ -101,6 +107,11 @@ class ProxySettings:
             check_headers(forward, fixed)
         except ValueError as exc:
             raise ConfigError(f"proxy.{exc}") from None
+        if url is not None:
+            try:
+                check_upstream_url(url, stripping=strip is not None)
+            except ValueError as exc:
+                raise ConfigError(f"proxy.upstream_url: {exc}") from None
         return cls(
             upstream_url=url,
             forward_headers=tuple(forward),

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from budget_guard.config_tables import declare_table, reject_unknown
 from budget_guard.window import ConfigError
 
 _KNOWN = {
@@ -22,6 +23,7 @@ _KNOWN = {
     "max_connections",
     "http",
 }
+declare_table("server", _KNOWN)
 
 MIN_CONNECTIONS = 16
 """The fewest connections a worker is ever bounded to, however low the descriptor limit."""
@@ -52,9 +54,7 @@ class ServerSettings:
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> ServerSettings:
-        for key in table:
-            if key not in _KNOWN:
-                raise ConfigError(f"server.{key}: unknown key")
+        reject_unknown("server", table, _KNOWN)
         defaults = cls()
         host = table.get("host", defaults.host)
         if not isinstance(host, str) or not host:

@@ -1,4 +1,9 @@
-"""``budget-guard usage``: a company's usage in the terminal, the numbers the usage page shows.
+"""``budget-guard usage``: usage in the terminal, the numbers the usage page shows.
+
+Without ``--company`` it prints one row per company (every company with usage in the store,
+and every company ``[budget.limits]`` names); with it, that company's summary and one row per
+UTC day. ``--json`` writes the usage API's names and Guid format (camelCase, 32 hex digits),
+so a script can read the command and the API alike.
 
 It reads the configured store directly (no running server needed). The embedded memory store
 lives inside the serving process, so there is nothing to read from here: the command says so
@@ -48,12 +53,13 @@ def add_usage_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     usage.add_argument(
         "--company",
         metavar="ID",
-        help="company Guid (default: every company named in [budget.limits])",
+        help="one company's Guid: its summary and its days (default: a row per company)",
     )
     usage.add_argument(
         "--json",
         action="store_true",
-        help="print JSON for scripts (an object with --company, else a list)",
+        help="print JSON for scripts, in the usage API's names (an object with --company, "
+        "else a list)",
     )
 
 
@@ -63,49 +69,90 @@ def run_usage(
     out = out if out is not None else sys.stdout
     try:
         settings = load_settings(args.config)
-        companies = _companies(settings, args.company)
-        reports = asyncio.run(_reports(settings, companies, clock()))
+        named = _named_company(settings, args.company)
+        reports = asyncio.run(_reports(settings, named, clock()))
     except UsageCommandError as exc:
         print(f"budget-guard: {exc}", file=sys.stderr)
         return 2
     if args.json:
         data = [r.to_json() for r in reports]
         print(json.dumps(data[0] if args.company else data, indent=2), file=out)
+    elif args.company:
+        print(render_table(reports[0]), file=out)
+    elif not reports:
+        print("No company has usage in the store yet.", file=out)
     else:
-        print("\n\n".join(render_table(r) for r in reports), file=out)
+        print(render_companies(reports), file=out)
     return 0
 
 
-def _companies(settings: Settings, named: str | None) -> list[UUID]:
+def _named_company(settings: Settings, named: str | None) -> UUID | None:
     if settings.store.url.startswith("memory"):
         raise UsageCommandError(
             "store.url is memory://: that usage lives inside the serving process, so there is "
             "nothing to read from here. Use the usage page or endpoint of the running server, "
             'or a shared store ([store] url = "redis://...").'
         )
-    if named is not None:
-        company = parse_guid(named)
-        if company is None:
-            raise UsageCommandError(f"--company: {named!r} is not a company Guid")
-        return [company]
-    if not settings.budget.limits:
-        raise UsageCommandError(
-            "name a company with --company ID (the store cannot list its companies, and "
-            "[budget.limits] names none)"
-        )
-    return sorted(settings.budget.limits, key=str)
+    if named is None:
+        return None
+    company = parse_guid(named)
+    if company is None:
+        raise UsageCommandError(f"--company: {named!r} is not a company Guid")
+    return company
 
 
-async def _reports(settings: Settings, companies: list[UUID], now: float) -> list[UsageReport]:
+async def _reports(settings: Settings, named: UUID | None, now: float) -> list[UsageReport]:
     ledger = settings.ledger()
     ledger.thresholds = alert_thresholds(settings.table("alerts"))
     try:
+        if named is not None:
+            companies = [named]
+        else:
+            listed = getattr(ledger.store, "companies", None)
+            stored = await listed() if listed is not None else []
+            companies = sorted({*stored, *settings.budget.limits}, key=str)
         return [await usage_report(ledger, company, now) for company in companies]
     except StoreError:
         url = Redactor()(settings.store.url)
         raise UsageCommandError(f"store.url: {url} does not answer (is Redis running?)") from None
     finally:
         await ledger.aclose()
+
+
+def render_companies(reports: list[UsageReport]) -> str:
+    """One aligned row per company: used, limit, remaining, share and when it frees up."""
+    header = ("company", "used", "limit", "remaining", "%", "frees up")
+    rows = [header]
+    for report in reports:
+        snap = report.snapshot
+        share = snap.tokens_used / snap.token_limit if snap.token_limit else 1.0
+        rows.append(
+            (
+                str(snap.company_id),
+                f"{snap.tokens_used:,}",
+                f"{snap.token_limit:,}",
+                f"{snap.tokens_remaining:,}",
+                f"{share:.1%}",
+                _frees_short(report),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = []
+    for row in rows:
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:5], widths[1:5], strict=True)]
+        cells.append(row[5])
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _frees_short(report: UsageReport) -> str:
+    frees_at = report.snapshot.frees_at
+    if frees_at is None:
+        return "-"
+    if frees_at == float("inf"):
+        return "never (limit 0)"
+    return f"in {format_duration(frees_at - report.generated_at)}, {format_time(frees_at)}"
 
 
 def render_table(report: UsageReport) -> str:

@@ -92,9 +92,22 @@ def test_role_given_as_text_is_coerced() -> None:
     assert ApiKey(KEY_A, COMPANY_A, "admin").role is Role.ADMIN  # type: ignore[arg-type]
 
 
-def test_company_must_be_a_uuid_not_text() -> None:
+def test_company_may_be_a_guid_string_in_either_format() -> None:
+    assert ApiKey(KEY_A, str(COMPANY_A)).company_id == COMPANY_A
+    assert ApiKey(KEY_A, COMPANY_A.hex).company_id == COMPANY_A
+
+
+def test_company_that_is_not_a_guid_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="company_id"):
+        ApiKey(KEY_A, "acme")
     with pytest.raises(TypeError, match="company_id"):
-        ApiKey(KEY_A, str(COMPANY_A))  # type: ignore[arg-type]
+        ApiKey(KEY_A, 42)  # type: ignore[arg-type]
+
+
+def test_a_user_key_needs_a_company_and_an_admin_key_does_not() -> None:
+    with pytest.raises(TypeError, match="company_id"):
+        ApiKey(KEY_A)
+    assert ApiKey(KEY_A, role=Role.ADMIN).company_id is None
 
 
 @pytest.mark.parametrize("bad", ["", "has space", "non-ascii-é", "tab\tinside", "x" * 9000])

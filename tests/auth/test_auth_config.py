@@ -137,7 +137,7 @@ A = str(COMPANY_A)
     [
         ({}, "auth: configure"),
         ([], "auth: expected a table"),
-        ({"apikeys": []}, "auth.apikeys: unknown setting"),
+        ({"apikeys": []}, "auth.apikeys: unknown key; did you mean api_keys?"),
         ({"api_keys": {"key": "k"}}, "auth.api_keys: expected one or more"),
         ({"api_keys": []}, "auth.api_keys: expected one or more"),
         ({"api_keys": ["k"]}, r"auth.api_keys\[0\]: expected a table"),
@@ -167,7 +167,7 @@ A = str(COMPANY_A)
         ),
         (
             {"api_keys": [{"key": "k1", "company_id": A, "compnay": A}]},
-            r"auth.api_keys\[0\].compnay: unknown setting",
+            r"auth.api_keys\[0\].compnay: unknown key; did you mean company_id\?",
         ),
         (
             {"api_keys": [{"key": "k1", "company_id": A}, {"key": "k1", "company_id": A}]},
@@ -214,7 +214,7 @@ A = str(COMPANY_A)
         ),
         (
             {"jwt": {"secret": SECRET, "algorithms": ["HS256"], "admin": ["x"]}},
-            "auth.jwt.admin: unknown setting",
+            "auth.jwt.admin: unknown key; did you mean admin_roles\\?",
         ),
     ],
 )

@@ -13,7 +13,7 @@ from budget_guard.demo_upstream import create_demo_upstream
 from tests.proxy.servers import serve
 from tests.redis_servers import RedisServer, free_port
 
-from .processes import run_once, serving
+from .processes import clean_environment, run_once, serving
 
 COMPANY = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 KEY = "bg-live-company-a"
@@ -172,3 +172,29 @@ def test_the_listening_socket_says_it_is_tcp() -> None:
         assert sock.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
+
+def test_the_banner_lists_every_url_and_each_one_answers() -> None:
+    with serving("--demo", env=clean_environment()) as running:
+        start = running.banner.index("  serving:")
+        served = {}
+        for line in running.banner[start + 1 :]:
+            if not line.startswith("    "):
+                break
+            name, url = line.split("http", 1)
+            served[name.strip()] = "http" + url
+        assert set(served) == {
+            "proxy",
+            "usage API",
+            "OpenAPI",
+            "usage page",
+            "metrics",
+            "health",
+            "ready",
+        }
+        key = next(line for line in running.banner if "demo key:" in line).split()[2]
+        for name, url in served.items():
+            if name == "proxy":
+                continue
+            status = httpx.get(url, headers={"Authorization": f"Bearer {key}"}).status_code
+            assert status == 200, (name, url, status)

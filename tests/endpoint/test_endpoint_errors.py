@@ -208,7 +208,7 @@ class TestMethodNotAllowed:
 
     def test_405_on_the_openapi_document(self, serve_endpoint: Serve) -> None:
         url = serve_endpoint()
-        response = httpx.post(url + "/openapi.json", json={})
+        response = httpx.post(url + PATH + "/openapi.json", json={})
         assert_error(response, 405, "MethodNotAllowed")
         assert response.headers["allow"] == "GET, HEAD"
 

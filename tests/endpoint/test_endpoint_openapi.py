@@ -24,7 +24,7 @@ def _validator(document: dict[str, Any], schema_name: str) -> jsonschema.Draft20
 
 def test_served_and_valid(serve_endpoint: Serve) -> None:
     url = serve_endpoint()
-    response = httpx.get(url + "/openapi.json")
+    response = httpx.get(url + PATH + "/openapi.json")
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json; charset=utf-8"
     document = response.json()
@@ -61,7 +61,7 @@ def test_valid_for_every_setting(case: TextCase) -> None:
 
 def test_live_answers_match_the_documented_schemas(serve_endpoint: Serve) -> None:
     url = serve_endpoint()
-    document = httpx.get(url + "/openapi.json").json()
+    document = httpx.get(url + PATH + "/openapi.json").json()
     success = _validator(document, "AiChatUsageSuccess")
     error = _validator(document, "AiChatUsageError")
     answers = [

@@ -26,7 +26,7 @@ def test_defaults() -> None:
         max_body_bytes=65536,
         text_case=TextCase.CAMEL,
         enabled=True,
-        openapi_path="/openapi.json",
+        openapi_path=PATH + "/openapi.json",
     )
 
 
@@ -78,7 +78,7 @@ def test_matches_the_path_its_suffixes_the_predefined_routes_and_the_document() 
         PATH,
         PATH + ".json",
         PATH + ".jsv",
-        "/openapi.json",
+        PATH + "/openapi.json",
         "/api/RecordAiChatUsage",
         "/json/reply/RecordAiChatUsage",
         "/jsv/reply/RecordAiChatUsage",
@@ -93,12 +93,12 @@ def test_routes_cover_exactly_the_matched_paths() -> None:
     routes = endpoint.routes()
     assert all(isinstance(route, Route) for route in routes)
     paths = {route.path for route in routes if isinstance(route, Route)}
-    assert paths == {PATH, PATH + ".json", PATH + ".jsv", "/openapi.json"}
+    assert paths == {PATH, PATH + ".json", PATH + ".jsv", PATH + "/openapi.json"}
     assert not endpoint.matches("/api/RecordAiChatUsage")
 
 
 def test_a_disabled_endpoint_claims_nothing() -> None:
     endpoint = _endpoint(EndpointSettings(enabled=False))
     assert not endpoint.matches(PATH)
-    assert not endpoint.matches("/openapi.json")
+    assert not endpoint.matches(PATH + "/openapi.json")
     assert endpoint.routes() == []

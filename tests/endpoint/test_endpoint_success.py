@@ -322,7 +322,7 @@ class TestMounting:
         url = serve_endpoint(bare=True)
         for path in (PATH, PATH + ".json", "/api/RecordAiChatUsage"):
             assert usage(httpx.post(url + path, json={"tokensUsed": 1}, headers=bearer()))
-        assert httpx.get(url + "/openapi.json").status_code == 200
+        assert httpx.get(url + PATH + "/openapi.json").status_code == 200
 
     def test_a_custom_path(self, serve_endpoint: Serve) -> None:
         url = serve_endpoint(settings=EndpointSettings(path="/usage"))

@@ -219,7 +219,7 @@ transport = "httpx"
     try:
         assert proc.stdout is not None
         banner = proc.stdout.readline()
-        assert banner.startswith("budget-guard listening on "), banner
+        assert banner.startswith("budget-guard ") and " listening on " in banner, banner
         base = banner.split()[-1]
         deadline = time.monotonic() + 20
         while True:

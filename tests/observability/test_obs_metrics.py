@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 
 import httpx
+import pytest
 from obs_support import (
     CHAT,
     COMPANY_A,
     COMPANY_B,
     KEY_A,
     KEY_B,
+    PAGE,
     bearer,
     guarded_app,
     sample,
@@ -185,3 +189,47 @@ async def test_two_apps_in_one_process_keep_separate_metrics(upstream_url: str) 
             two = scrape((await client.get(f"{url_2}/metrics")).text)
     assert sample(one, "budget_guard_requests_admitted_total") == 1
     assert sample(two, "budget_guard_requests_admitted_total") == 0
+
+
+async def test_every_refusal_of_every_route_is_counted_and_logged_once(
+    upstream_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    usage = "/assistant/ai-chat/usage"
+    with serve(guarded_app(upstream_url, ledger=memory_ledger())) as url:
+        caplog.set_level(logging.INFO)
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            assert (await client.get(usage)).status_code == 401
+            other = {"CompanyId": str(COMPANY_B)}
+            assert (await client.get(usage, params=other, headers=bearer())).status_code == 403
+            bad = await client.post(usage, json={"TokensUsed": -1}, headers=bearer())
+            assert bad.status_code == 400
+            assert (await client.get(PAGE)).status_code == 401
+            refused = await client.post("/v1/chat/completions", json=CHAT, headers=bearer(KEY_B))
+            assert refused.status_code == 429
+            samples = scrape((await client.get("/metrics")).text)
+    rejected = "budget_guard_requests_rejected_total"
+    assert sample(samples, rejected, reason="unauthenticated") == 2  # the API and the page
+    assert sample(samples, rejected, reason="forbidden") == 1
+    assert sample(samples, rejected, reason="bad_request") == 1
+    assert sample(samples, rejected, reason="budget") == 1
+    ours = [r for r in caplog.records if r.name.startswith("budget_guard")]
+    assert [r.getMessage() for r in ours].count("request rejected: budget") == 1
+    assert not any("budget" in r.getMessage() and r.name == "budget_guard.guard" for r in ours)
+    # The 429 says when, for a person: in words and as a UTC time, not in seconds.
+    message = refused.json()["error"]["message"]
+    assert "This company's token limit is 0." in message and "seconds" not in message
+
+
+async def test_the_429_says_when_in_words_and_as_a_utc_time(upstream_url: str) -> None:
+    window = Window(30)
+    ledger = Ledger(MemoryStore(window), BudgetPolicy(window, limits={COMPANY_B: 10}))
+    await ledger.record(COMPANY_B, 50)
+    with serve(guarded_app(upstream_url, ledger=ledger)) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            refused = await client.post("/v1/chat/completions", json=CHAT, headers=bearer(KEY_B))
+    assert refused.status_code == 429
+    seconds = int(refused.headers["retry-after"])
+    assert 29 * 86_400 < seconds <= 31 * 86_400  # the seconds stay in Retry-After
+    message = refused.json()["error"]["message"]
+    assert re.search(r"frees up in 30 d( \d+ h)?, at \d{4}-\d\d-\d\d \d\d:\d\d UTC", message)
+    assert str(seconds) not in message

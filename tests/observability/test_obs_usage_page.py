@@ -179,3 +179,26 @@ async def test_the_page_shows_the_raw_tokens_by_kind_in_the_window() -> None:
     await record_history(ledger, clock, COMPANY_B, [(NOW, 7_000)])
     other = await get(page_app(ledger, clock), PAGE, bearer(KEY_B))
     assert "By kind" not in other.text, "no breakdown recorded, none shown"
+
+
+async def test_the_limit_label_sits_on_no_bar() -> None:
+    """Over the limit the last columns rise past the limit line; the label stays clear."""
+    ledger, clock = ledger_at(limit=100_000)
+    await record_history(ledger, clock, COMPANY_A, HISTORY)
+    reply = await get(page_app(ledger, clock), PAGE, bearer(KEY_A))
+    label = re.search(
+        r'<text class="limit-label" x="([\d.]+)" y="([\d.]+)"[^>]*>([^<]*)</text>', reply.text
+    )
+    assert label is not None
+    x, y, text = float(label.group(1)), float(label.group(2)), label.group(3)
+    # The label's box at 13 px (at most 8 px a character, 13 px tall above its baseline).
+    left, right, top, bottom = x, x + 8 * len(text), y - 13, y + 3
+    shapes = re.findall(
+        r'<rect class="(?:bar|before|over)"[^>]* x="([\d.]+)" y="([\d.]+)" '
+        r'width="([\d.]+)" height="([\d.]+)"',
+        reply.text,
+    )
+    assert shapes
+    for sx, sy, sw, sh in ((float(v) for v in shape) for shape in shapes):
+        overlaps = sx < right and sx + sw > left and sy < bottom and sy + sh > top
+        assert not overlaps, (text, (left, right, top, bottom), (sx, sy, sw, sh))

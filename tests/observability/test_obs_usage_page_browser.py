@@ -5,8 +5,8 @@ cookie) and is sent on to the page, whose authenticator is a ``CallableAuthentic
 that cookie. No key ever appears in a URL.
 
 ``.ci/run`` installs ``chromium``; under ``CI=true`` a missing browser fails the test, elsewhere
-it skips. Set ``BUDGET_GUARD_USAGE_SCREENSHOT=docs/usage-page.png`` to refresh the README's
-screenshot from this test.
+it skips. Set ``BUDGET_GUARD_USAGE_SCREENSHOT=$PWD/docs/usage-page.png`` to refresh the
+screenshot in docs/operating.md from this test.
 """
 
 from __future__ import annotations

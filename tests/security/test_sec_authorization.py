@@ -2,7 +2,7 @@
 of credential, each answered with its documented status, and not one response or log line
 carrying another company's numbers or any credential.
 
-Documented statuses (README "Mount the middleware", the endpoint's OpenAPI document, the usage
+Documented statuses (docs/usage-endpoint.md, the endpoint's OpenAPI document, the usage
 page's module): a stranger (no credential, an unknown key, a JWT that is expired, signed with
 another secret, signed with ``alg: none`` or another algorithm) gets 401; a user acts for its
 own company and gets 403 naming another; an admin must name a company (400 on the endpoint and

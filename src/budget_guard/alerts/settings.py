@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from budget_guard.config_tables import declare_table, reject_unknown
 from budget_guard.stores.base import check_thresholds
 from budget_guard.window import ConfigError
 
@@ -29,6 +30,8 @@ _KNOWN_KEYS = frozenset(
         "timeout_seconds",
     }
 )
+
+declare_table("alerts", _KNOWN_KEYS)
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,7 @@ class AlertSettings:
     ) -> AlertSettings:
         if not table:
             return cls()
-        unknown = sorted(set(table) - _KNOWN_KEYS)
-        if unknown:
-            raise ConfigError(f"alerts.{unknown[0]}: unknown key")
+        reject_unknown("alerts", table, _KNOWN_KEYS)
         env = os.environ if env is None else env
         enabled = table.get("enabled", True)
         if not isinstance(enabled, bool):

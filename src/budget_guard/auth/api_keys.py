@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from budget_guard.auth.credentials import api_key_header, bearer_token, is_credential_text
+from budget_guard.auth.guids import parse_guid
 from budget_guard.auth.identity import Identity, Role
 
 logger = logging.getLogger(__name__)
@@ -21,17 +22,28 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ApiKey:
-    """One configured key. ``key`` is kept out of ``repr``/``str`` so it cannot leak into logs."""
+    """One configured key. ``key`` is kept out of ``repr``/``str`` so it cannot leak into logs.
+
+    ``company_id`` is a ``uuid.UUID`` or a Guid string (with or without hyphens). An admin key
+    needs none: an admin names the company on every request anyway."""
 
     key: str = field(repr=False)
-    company_id: UUID
+    company_id: UUID | str | None = None
     role: Role = Role.USER
     name: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.company_id, UUID):
-            raise TypeError("ApiKey.company_id must be a uuid.UUID")
         object.__setattr__(self, "role", Role(self.role))
+        company = self.company_id
+        if isinstance(company, str):
+            parsed = parse_guid(company)
+            if parsed is None:
+                raise ValueError(f"ApiKey.company_id: {company!r} is not a Guid")
+            object.__setattr__(self, "company_id", parsed)
+        elif company is None and self.role is Role.USER:
+            raise TypeError("ApiKey.company_id: a user key needs its company's Guid")
+        elif company is not None and not isinstance(company, UUID):
+            raise TypeError("ApiKey.company_id must be a uuid.UUID or a Guid string")
 
 
 def _digest(key: str) -> bytes:
@@ -59,7 +71,9 @@ class ApiKeyAuthenticator:
             for known, other in entries:
                 if hmac.compare_digest(known, digest):
                     raise ValueError(f"API key {subject!r} repeats the key of {other.subject!r}")
-            entries.append((digest, Identity(subject, api_key.company_id, api_key.role)))
+            company = api_key.company_id
+            assert company is None or isinstance(company, UUID)  # parsed in __post_init__
+            entries.append((digest, Identity(subject, company, api_key.role)))
         self._entries: tuple[tuple[bytes, Identity], ...] = tuple(entries)
 
     def __repr__(self) -> str:

@@ -17,6 +17,8 @@ from budget_guard.auth.credentials import is_credential_text
 from budget_guard.auth.guids import parse_guid
 from budget_guard.auth.identity import Authenticator, Role
 from budget_guard.auth.jwt_bearer import JwtAuthenticator, check_algorithms, is_hmac
+from budget_guard.config_tables import declare_table, reject_unknown
+from budget_guard.window import ConfigError
 
 _SECTION_KEYS = frozenset({"api_keys", "jwt"})
 _API_KEY_KEYS = frozenset({"key", "key_env", "company_id", "role", "name"})
@@ -36,7 +38,12 @@ _JWT_KEYS = frozenset(
 )
 
 
-class AuthConfigError(ValueError):
+declare_table("auth", _SECTION_KEYS)
+declare_table("auth.api_keys", _API_KEY_KEYS, array=True)
+declare_table("auth.jwt", _JWT_KEYS)
+
+
+class AuthConfigError(ConfigError):
     """The ``[auth]`` configuration is unusable; the message starts with the offending key."""
 
 
@@ -73,13 +80,16 @@ def _api_keys(entries: Any) -> ApiKeyAuthenticator:
         if key in first_index_of:
             raise AuthConfigError(f"{where}.key: same key as auth.api_keys[{first_index_of[key]}]")
         first_index_of[key] = index
-        company_id = parse_guid(_required_string(entry, where, "company_id"))
-        if company_id is None:
-            raise AuthConfigError(f"{where}.company_id: not a Guid")
         role_text = _string(entry, where, "role") or Role.USER.value
         if role_text.lower() not in {r.value for r in Role}:
             raise AuthConfigError(f'{where}.role: expected "user" or "admin"')
-        keys.append(ApiKey(key, company_id, Role(role_text.lower()), _string(entry, where, "name")))
+        role = Role(role_text.lower())
+        company_id = None
+        if role is Role.USER or "company_id" in entry:  # an admin names a company per request
+            company_id = parse_guid(_required_string(entry, where, "company_id"))
+            if company_id is None:
+                raise AuthConfigError(f"{where}.company_id: not a Guid")
+        keys.append(ApiKey(key, company_id, role, _string(entry, where, "name")))
     return ApiKeyAuthenticator(keys)
 
 
@@ -182,11 +192,10 @@ def _require_table(value: Any, where: str) -> None:
 
 
 def _reject_unknown(table: Mapping[str, Any], where: str, known: frozenset[str]) -> None:
-    for name in table:
-        if name not in known:
-            raise AuthConfigError(
-                f"{where}.{name}: unknown setting (expected one of {', '.join(sorted(known))})"
-            )
+    try:
+        reject_unknown(where, table, known)
+    except ConfigError as exc:
+        raise AuthConfigError(str(exc)) from None
 
 
 def _required_string(table: Mapping[str, Any], where: str, name: str) -> str:

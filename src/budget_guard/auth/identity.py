@@ -29,7 +29,8 @@ class Identity:
     """
 
     subject: str
-    company_id: UUID
+    company_id: UUID | None
+    """The caller's own company; None only for an admin, who names one on every request."""
     role: Role
 
 

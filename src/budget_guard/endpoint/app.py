@@ -132,6 +132,22 @@ class _Query:
         return None
 
 
+_REJECTION_REASONS = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "bad_request",
+    408: "bad_request",
+    413: "too_large",
+    415: "bad_request",
+    422: "bad_request",
+    429: "store_full",
+    503: "store_unavailable",
+}
+"""The ``requests_rejected_total`` reason of each refusal the endpoint answers."""
+
+
 class UsageEndpoint:
     """The usage endpoint: mount :meth:`routes` into a Starlette/FastAPI app, or call it as an
     ASGI app for any path :meth:`matches` accepts (what the budget middleware does)."""
@@ -206,6 +222,10 @@ class UsageEndpoint:
                 scope.get("path", ""),
             )
             reply = error_reply(500, INTERNAL_SERVER_ERROR, "Internal Server Error", fmt, case)
+        reason = _REJECTION_REASONS.get(reply.status)
+        if reason is not None:
+            # Every refusal counted (and logged once), like the proxy path's.
+            self.events.rejected(None, reason)
         await reply.send(send, head_only=head_only)
 
     def _negotiate(

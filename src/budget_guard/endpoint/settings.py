@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from budget_guard.config_tables import declare_table, reject_unknown
 from budget_guard.window import ConfigError
 from budget_guard.wire import TextCase
 
@@ -17,6 +18,10 @@ __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_OPENAPI_PATH", "DEFAULT_PATH", "En
 
 DEFAULT_PATH = "/assistant/ai-chat/usage"
 DEFAULT_OPENAPI_PATH = "/openapi.json"
+"""Where ``budget-guard serve`` (which owns its whole app) serves the OpenAPI document."""
+OPENAPI_SUFFIX = "/openapi.json"
+"""Mounted in a host app, the document lives under the endpoint's own path, so the host's
+``/openapi.json`` (FastAPI's ``/docs`` reads it) stays the host's."""
 #: The request DTO is two small members; 64 KiB is generous for any client and still small
 #: enough that a flood of large bodies costs the server nothing worth mentioning.
 DEFAULT_MAX_BODY_BYTES = 65536
@@ -38,6 +43,7 @@ _KNOWN_KEYS = frozenset(
         "body_timeout_seconds",
     }
 )
+declare_table("endpoint", _KNOWN_KEYS)
 _FORMAT_SUFFIXES = (".json", ".jsv")
 
 
@@ -48,8 +54,9 @@ class EndpointSettings:
     text_case: TextCase = TextCase.CAMEL
     """Casing of response member names unless a request asks otherwise with ``?jsconfig=``."""
     enabled: bool = True
-    openapi_path: str = DEFAULT_OPENAPI_PATH
-    """Where the OpenAPI document is served; ``""`` serves none (a FastAPI host has its own)."""
+    openapi_path: str | None = None
+    """Where the OpenAPI document is served: by default ``<path>/openapi.json``, a path the
+    endpoint owns, never the host's ``/openapi.json``; ``""`` serves none."""
     predefined_routes: bool = True
     """Also answer ServiceStack's predefined routes (``/api/RecordAiChatUsage``,
     ``/json/reply/...``, ``/jsv/reply/...``): ``JsonServiceClient.post(dto)`` and ``.get(dto)``
@@ -61,6 +68,8 @@ class EndpointSettings:
 
     def __post_init__(self) -> None:
         _check_path(self.path, "endpoint.path")
+        if self.openapi_path is None and isinstance(self.path, str):
+            object.__setattr__(self, "openapi_path", self.path + OPENAPI_SUFFIX)
         if self.path.endswith(_FORMAT_SUFFIXES):
             raise ConfigError("endpoint.path: must not end in .json or .jsv (those are added)")
         if self.openapi_path:
@@ -84,9 +93,7 @@ class EndpointSettings:
         """Build from the raw ``[endpoint]`` table (``settings.table("endpoint")``)."""
         if not isinstance(table, Mapping):
             raise ConfigError("[endpoint]: must be a table")
-        for key in table:
-            if key not in _KNOWN_KEYS:
-                raise ConfigError(f"endpoint.{key}: unknown key")
+        reject_unknown("endpoint", table, _KNOWN_KEYS)
         options: dict[str, Any] = {
             key: table[key] for key in _KNOWN_KEYS - {"text_case"} if key in table
         }

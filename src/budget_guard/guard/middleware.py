@@ -420,8 +420,7 @@ class BudgetGuardMiddleware:
             log.warning("usage store unavailable, serving (fail-open): %s", exc)
             return None, None
         if not snapshot.is_within_budget:
-            log.info("budget exceeded for company %s: request refused", company)
-            self.events.rejected(company, "budget")
+            self.events.rejected(company, "budget")  # its one log line, and the metric
             await send_budget_exceeded(send, snapshot, self.clock())
             return None
         return snapshot, None

@@ -9,6 +9,7 @@ from starlette.types import Send
 
 from budget_guard.openai_errors import send_openai_error
 from budget_guard.snapshot import UsageSnapshot
+from budget_guard.timefmt import format_duration, format_time
 
 SHOULD_NOT_RETRY_AFTER = 60.0
 """Past this wait the 429 tells OpenAI's SDKs not to retry (``x-should-retry: false``)."""
@@ -36,7 +37,12 @@ async def send_budget_exceeded(send: Send, snapshot: UsageSnapshot, now: float) 
     if snapshot.token_limit == 0:
         when = "This company's token limit is 0."
     else:
-        when = f"The budget frees up in {seconds} seconds."
+        # In words and as a time: "2597933 seconds" says nothing to a person (the seconds
+        # stay in Retry-After, for programs).
+        when = (
+            f"The budget frees up in {format_duration(seconds)}, "
+            f"at {format_time(now + seconds)}, if nothing more is recorded."
+        )
     message = (
         f"Token budget exceeded: {snapshot.tokens_used} of {snapshot.token_limit} tokens used "
         f"in the last {snapshot.window_days} days. {when}"

@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from budget_guard.config_tables import declare_table, reject_unknown
 from budget_guard.counting import routes as kinds
 from budget_guard.window import ConfigError
 
@@ -179,15 +180,14 @@ def routes_from_config(entries: object, prefixes: Sequence[str]) -> tuple[Route,
 
 
 _ROUTE_KEYS = {"method", "path", "charge", "tokens", "creates"}
+declare_table("guard.routes", _ROUTE_KEYS, array=True)
 
 
 def _route(index: int, entry: object, prefixes: Sequence[str]) -> Route:
     where = f"guard.routes[{index}]"
     if not isinstance(entry, Mapping):
         raise ConfigError(f"{where}: must be a table")
-    for key in entry:
-        if key not in _ROUTE_KEYS:
-            raise ConfigError(f"{where}.{key}: unknown key")
+    reject_unknown(where, entry, _ROUTE_KEYS)
     method = entry.get("method")
     if not isinstance(method, str) or method.upper() not in METHODS:
         raise ConfigError(f"{where}.method: must be one of {', '.join(sorted(METHODS))}")

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from budget_guard.config_tables import declare_table, reject_unknown
 from budget_guard.counting.body_limits import (
     DEFAULT_MAX_ARRAY_ITEMS,
     DEFAULT_MAX_DEPTH,
@@ -37,6 +38,7 @@ _KNOWN = {
     "max_body_array_items",
     "max_body_object_keys",
 }
+declare_table("guard", _KNOWN)
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class GuardSettings:
     paths: tuple[str, ...] = ("/v1/",)
     """Path prefixes the guard counts and enforces; everything else passes untouched."""
     strict: bool = False
-    """Reserve the estimated cost before forwarding, settle afterwards (see README)."""
+    """Reserve the estimated cost before forwarding, settle afterwards (docs/design.md)."""
     default_reservation: int = 4096
     """Output tokens assumed in strict mode when a request names no max_tokens."""
     on_store_error: str = "open"
@@ -97,9 +99,7 @@ class GuardSettings:
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> GuardSettings:
-        for key in table:
-            if key not in _KNOWN:
-                raise ConfigError(f"guard.{key}: unknown key")
+        reject_unknown("guard", table, _KNOWN)
         defaults = cls()
         paths = table.get("paths", list(defaults.paths))
         if (

@@ -112,6 +112,7 @@ class JsonLogFormatter(logging.Formatter):
             .replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": record.process,  # which worker, with --workers N
             "message": self._redact(record.getMessage()),
         }
         args = record.args

@@ -6,10 +6,17 @@ names, and a host app that has its own ``/metrics`` can merge ours explicitly.
 
 Company ids are label values only when the operator asks for them (``company_labels``):
 every company would otherwise become a time series of its own.
+
+With several worker processes (``budget-guard serve --workers N``) each scrape reaches one
+worker, so a worker's own numbers would jump between scrapes and seem to reset. The command
+then sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers start: prometheus_client keeps every
+counter and histogram in a file per process there, and :meth:`PrometheusEvents.exposition`
+sums them all (prometheus_client's multiprocess mode), so any worker answers for the server.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -71,6 +78,7 @@ REJECT_REASONS = (
     "store_unavailable",
 )
 NO_COMPANY = "none"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class _Children:
@@ -213,8 +221,18 @@ class PrometheusEvents(GuardEvents):
             self._store_errors_by_kind(operation, error).inc()
 
     def exposition(self) -> bytes:
-        """The registry in Prometheus' text format."""
-        return generate_latest(self.registry)
+        """The registry in Prometheus' text format: with ``PROMETHEUS_MULTIPROC_DIR`` set,
+        every process's counters and histograms summed (the journal gauges are this
+        worker's: each worker has its own journal)."""
+        directory = os.environ.get(MULTIPROC_ENV)
+        if not directory:
+            return generate_latest(self.registry)
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=directory)
+        registry.register(self._journal_collector)
+        return generate_latest(registry)
 
     async def endpoint(self, request: Request) -> Response:
         """A Starlette endpoint serving :meth:`exposition`."""

@@ -17,6 +17,7 @@ from uuid import UUID
 
 from budget_guard.ledger import Ledger
 from budget_guard.snapshot import UsageSnapshot
+from budget_guard.timefmt import format_duration, format_time
 from budget_guard.window import SECONDS_PER_DAY
 
 __all__ = [
@@ -62,7 +63,8 @@ class UsageReport:
         return self.snapshot.company_id
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON for scripts (``budget-guard usage --json``); times in ISO 8601 UTC."""
+        """JSON for scripts (``budget-guard usage --json``) in the usage API's names and Guid
+        format (camelCase, 32 hex digits), plus the report's extras; times in ISO 8601 UTC."""
         snap = self.snapshot
         frees: str | None
         if snap.frees_at is None:
@@ -72,22 +74,22 @@ class UsageReport:
         else:
             frees = _iso(snap.frees_at)
         return {
-            "company_id": str(snap.company_id),
-            "token_limit": snap.token_limit,
-            "tokens_used": snap.tokens_used,
-            "tokens_remaining": snap.tokens_remaining,
-            "tokens_reserved": snap.tokens_reserved,
-            "window_days": snap.window_days,
-            "within_budget": snap.is_within_budget,
-            "frees_at": frees,
-            "next_release": None
+            "companyId": snap.company_id.hex,
+            "tokensUsed": snap.tokens_used,
+            "tokenLimit": snap.token_limit,
+            "tokensRemaining": snap.tokens_remaining,
+            "isWithinBudget": snap.is_within_budget,
+            "windowDays": snap.window_days,
+            "tokensReserved": snap.tokens_reserved,
+            "freesAt": frees,
+            "nextRelease": None
             if self.next_release_at is None
             else {"at": _iso(self.next_release_at), "tokens": self.next_release_tokens},
-            "limit_override": self.limit_override,
-            "alert_thresholds": list(self.alert_thresholds),
+            "limitOverride": self.limit_override,
+            "alertThresholds": list(self.alert_thresholds),
             "days": [{"date": d.day.isoformat(), "tokens": d.tokens} for d in self.days],
             "breakdown": dict(self.breakdown),
-            "generated_at": _iso(self.generated_at),
+            "generatedAt": _iso(self.generated_at),
         }
 
 
@@ -152,23 +154,3 @@ def breakdown_text(report: UsageReport) -> str | None:
         if report.breakdown.get(kind, 0)
     ]
     return " · ".join(parts) if parts else None
-
-
-def format_time(t: float) -> str:
-    """``2024-05-01 14:00 UTC``: minutes are as precise as a bucketed window gets."""
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def format_duration(seconds: float) -> str:
-    """``3 d 4 h``, ``5 h 12 min``, ``42 s``: two units at most, for people."""
-    whole = max(0, math.ceil(seconds))
-    days, rest = divmod(whole, SECONDS_PER_DAY)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h" if hours else f"{days} d"
-    if hours:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    if minutes:
-        return f"{minutes} min"
-    return f"{secs} s"

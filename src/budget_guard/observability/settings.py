@@ -10,9 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from budget_guard.config_tables import declare_table, reject_unknown
 from budget_guard.window import ConfigError
 
 _KNOWN = frozenset({"metrics", "metrics_path", "company_labels", "json_logs"})
+declare_table("observability", _KNOWN)
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,7 @@ class ObservabilitySettings:
     def from_table(cls, table: Mapping[str, Any]) -> ObservabilitySettings:
         if not isinstance(table, Mapping):
             raise ConfigError("[observability]: must be a table")
-        for key in table:
-            if key not in _KNOWN:
-                raise ConfigError(f"observability.{key}: unknown key")
+        reject_unknown("observability", table, _KNOWN)
         for key in ("metrics", "company_labels", "json_logs"):
             if key in table and not isinstance(table[key], bool):
                 raise ConfigError(f"observability.{key}: must be true or false")

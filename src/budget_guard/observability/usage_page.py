@@ -36,6 +36,7 @@ from budget_guard.auth import (
 )
 from budget_guard.auth.guids import parse_guid
 from budget_guard.clock import Clock, system_clock
+from budget_guard.events import NO_EVENTS, GuardEvents
 from budget_guard.ledger import Ledger
 from budget_guard.observability.report import (
     UsageReport,
@@ -73,17 +74,33 @@ _FAR_UNDER = 4.0
 limit is named above it: drawn to scale, the bars would be a sliver at the bottom."""
 
 
+_REJECTED = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 503: "store_unavailable"}
+
+
 class UsagePage:
     """Mount with ``Route(endpoint_path + "/ui", page.endpoint)`` (``build_app`` does)."""
 
     def __init__(
-        self, ledger: Ledger, authenticator: Authenticator, *, clock: Clock = system_clock
+        self,
+        ledger: Ledger,
+        authenticator: Authenticator,
+        *,
+        clock: Clock = system_clock,
+        events: GuardEvents = NO_EVENTS,
     ) -> None:
         self.ledger = ledger
         self.authenticator = authenticator
         self.clock = clock
+        self.events = events
+        """Its refusals (401, 403, 400...) are counted and logged like every other route's."""
 
     async def endpoint(self, request: Request) -> HTMLResponse:
+        response = await self._respond(request)
+        if response.status_code in _REJECTED:
+            self.events.rejected(None, _REJECTED[response.status_code])
+        return response
+
+    async def _respond(self, request: Request) -> HTMLResponse:
         identity = await self.authenticator.authenticate(request.headers)
         if identity is None:
             return _page(
@@ -257,8 +274,11 @@ def render_chart(report: UsageReport) -> str:
             f'<line class="limit" data-tokens="{limit}" x1="{_LEFT}" x2="{_W - _RIGHT}" '
             f'y1="{y:.1f}" y2="{y:.1f}" stroke="{_LIMIT}" stroke-width="2" '
             'stroke-dasharray="8 5"/>'
-            f'<text class="limit-label" x="{_W - _RIGHT - 4}" y="{max(y - 6, 14):.1f}" '
-            f'text-anchor="end">limit {_n(limit)}</text>'
+            # At the left, where the stacked columns are lowest (each is the window's total
+            # so far), so the label never sits on a bar; a white halo keeps it readable.
+            f'<text class="limit-label" x="{_LEFT + 6}" y="{max(y - 6, 14):.1f}" '
+            'text-anchor="start" paint-order="stroke" stroke="#fff" stroke-width="4">'
+            f"limit {_n(limit)}</text>"
         )
     else:
         parts.append(

@@ -523,6 +523,24 @@ class RedisStore:
         )
         self._sink = sink
 
+    async def companies(self) -> list[UUID]:
+        """Every company with a usage hash under this prefix, for ``budget-guard usage``.
+
+        A SCAN (on a cluster, of every primary): off the hot path, an operator's command."""
+        pattern = _glob_escape(self._prefix) + "{*}:u"
+        found: set[UUID] = set()
+        try:
+            async for key in self._client.scan_iter(match=pattern, count=1000):
+                text = key.decode() if isinstance(key, bytes) else str(key)
+                inner = text[len(self._prefix) :].partition("}")[0].lstrip("{")
+                try:
+                    found.add(UUID(inner))
+                except ValueError:
+                    continue
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from None
+        return sorted(found, key=str)
+
     async def ping(self) -> None:
         """Also checks (and on first use writes) the restart marker."""
         try:
@@ -542,3 +560,8 @@ def _as_limit(value: object) -> int | None:
     if not isinstance(value, str) or not value.isdigit():
         return None
     return int(value)
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal inside a Redis MATCH pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
