@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Literal, get_args
 from urllib.parse import quote
@@ -94,7 +95,19 @@ NEVER_FORWARDED = _HOP_BY_HOP | {
 }
 # Cookies, Alt-Svc, Date and Server describe the upstream's origin and connection, not ours; the
 # hosting server adds its own Date and Server.
-_DROPPED_RESPONSE_HEADERS = _HOP_BY_HOP | {b"set-cookie", b"alt-svc", b"date", b"server"}
+_DROPPED_RESPONSE_HEADERS = _HOP_BY_HOP | {
+    b"set-cookie",
+    b"alt-svc",
+    b"date",
+    b"server",
+    # The operator's account: which organisation and project answered is not the tenant's
+    # business, and the shared key's rate-limit counters would let one tenant watch every
+    # other tenant's traffic.
+    b"openai-organization",
+    b"openai-project",
+    b"anthropic-organization-id",
+}
+_DROPPED_RESPONSE_PREFIXES = (b"x-ratelimit-", b"anthropic-ratelimit-")
 
 
 # Idle pooled connections are dropped before uvicorn's default 5 s keep-alive ends, so a request
@@ -419,7 +432,8 @@ def _without(
 
 
 def _response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    return _without(((name.lower(), value) for name, value in raw), _DROPPED_RESPONSE_HEADERS)
+    kept = _without(((name.lower(), value) for name, value in raw), _DROPPED_RESPONSE_HEADERS)
+    return [(n, v) for n, v in kept if not n.startswith(_DROPPED_RESPONSE_PREFIXES)]
 
 
 async def _request_body(
@@ -470,11 +484,30 @@ def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TimeoutException)
 
 
+UPSTREAM_MAY_BILL = b"x-budget-guard-upstream-may-bill"
+"""On the proxy's own 502/504: the request may have reached the upstream, which bills a
+generation it finished after the proxy stopped waiting. The guard charges such a request its
+counted prompt (and removes the header); only a request that never got through is free."""
+
+
+def _never_reached(exc: BaseException) -> bool:
+    """Whether the upstream certainly never received the request: the connection was
+    refused, or the host could not be resolved. Any other failure (a read timeout, a dropped
+    connection) may have come after the upstream started, and billed, its answer."""
+    innermost = exc
+    while innermost.__cause__ is not None:
+        innermost = innermost.__cause__
+    if isinstance(innermost, ConnectionRefusedError | socket.gaierror):
+        return True
+    return isinstance(exc, httpx.ConnectError) and isinstance(innermost, OSError)
+
+
 async def _send_upstream_error(send: Send, exc: BaseException, request: httpx.Request) -> None:
     if _is_timeout(exc):
         status, message, code = 504, "The upstream AI service did not answer in time.", "timeout"
     else:
         status, message, code = 502, "The upstream AI service could not be reached.", "bad_gateway"
+    headers = [] if _never_reached(exc) else [(UPSTREAM_MAY_BILL, b"1")]
     logger.warning(
         "upstream %s %s failed (%d): %s: %s",
         request.method,
@@ -483,4 +516,6 @@ async def _send_upstream_error(send: Send, exc: BaseException, request: httpx.Re
         type(exc).__name__,
         exc,
     )
-    await send_openai_error(send, status, message, type_="upstream_error", code=code)
+    await send_openai_error(
+        send, status, message, type_="upstream_error", code=code, headers=headers
+    )

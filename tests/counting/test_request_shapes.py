@@ -393,3 +393,13 @@ def test_invalid_bodies_name_the_field(
     assert raised.value.param == param
     if param is not None:
         assert f"'{param}'" in raised.value.message
+
+
+def test_an_azure_deployment_is_the_model_whatever_the_body_says() -> None:
+    """Azure serves the deployment the path names and ignores the body's model, so that is
+    the model counted (and weighed): a body cannot make an expensive deployment look cheap."""
+    body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}'
+    request = TokenCounter().count_request(
+        "/openai/deployments/o1-pro/chat/completions", body, kind="chat"
+    )
+    assert request.model == "o1-pro"

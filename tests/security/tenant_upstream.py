@@ -139,6 +139,16 @@ def _chat(usage: dict[str, int]) -> dict[str, object]:
     }
 
 
+ACCOUNT_HEADERS = [
+    (b"openai-organization", b"org-operator-secret"),
+    (b"openai-project", b"proj_operator"),
+    (b"x-ratelimit-remaining-requests", b"4999"),
+    (b"x-ratelimit-remaining-tokens", b"1999000"),
+]
+"""What OpenAI tells the key's owner on every answer: the organisation, and the shared key's
+rate-limit counters (which move with every company's traffic)."""
+
+
 async def _json(send: Send, document: object, status: int = 200) -> None:
     body = orjson.dumps(document)
     await send(
@@ -148,6 +158,7 @@ async def _json(send: Send, document: object, status: int = 200) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *ACCOUNT_HEADERS,
             ],
         }
     )

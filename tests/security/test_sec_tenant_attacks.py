@@ -48,6 +48,7 @@ JSON = {"Content-Type": "application/json"}
 
 OPTED_IN = [
     {"method": "POST", "path": "/v1/images/generations", "charge": "usage", "tokens": 5_000},
+    {"method": "POST", "path": "/v1/images/variations", "charge": "usage", "tokens": 1_000},
     {"method": "POST", "path": "/v1/audio/speech", "charge": "flat", "tokens": 300},
     {"method": "POST", "path": "/v1/moderations", "charge": "free"},
     {"method": "POST", "path": "/v1/files", "charge": "free", "creates": True},
@@ -465,3 +466,109 @@ async def test_a_websocket_under_a_guarded_path_never_reaches_the_app() -> None:
     assert sent == [{"type": "websocket.close", "code": 1008}]
     await guard({"type": "websocket", "path": "/elsewhere", "headers": []}, receive, send)
     assert reached == ["/elsewhere"]
+
+
+# --------------------------------------------------------------------------- red-team findings
+
+
+def raw_post(proxy: Proxy, path: str, body: bytes, key: str = KEY_A) -> httpx.Response:
+    """A body sent byte for byte, as a hostile client writes it."""
+    return httpx.post(proxy.url + path, content=body, headers={**bearer(key), **JSON}, timeout=30)
+
+
+def test_an_escaped_key_names_the_same_object(proxy: Proxy) -> None:
+    """``"previous_response_i\\u0064"`` is ``previous_response_id`` to every JSON parser."""
+    first = post(proxy, "/v1/responses", {"model": "gpt-4o", "input": "remember 7"})
+    response_id = first.json()["id"]
+    forwarded = proxy.forwarded()
+    escaped = (
+        b'{"model":"gpt-4o","input":"what?","previous_response_i\\u0064":"'
+        + response_id.encode()
+        + b'"}'
+    )
+    assert raw_post(proxy, "/v1/responses", escaped, key=KEY_B).status_code == 404
+    chat = (
+        b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":[{"type":"file",'
+        b'"file":{"file_i\\u0064":"file-of-someone"}}]}]}'
+    )
+    assert raw_post(proxy, "/v1/chat/completions", chat).status_code == 404
+    item = {
+        "model": "gpt-4o",
+        "input": [{"type": "item_reference", "id": "msg_of_someone"}],
+    }
+    assert post(proxy, "/v1/responses", item).status_code == 404
+    assert proxy.forwarded() == forwarded
+
+
+def test_an_escaped_n_is_still_every_output(proxy: Proxy) -> None:
+    before = proxy.used()
+    answer = raw_post(proxy, "/v1/images/variations", b'{"model":"dall-e-2","\\u006e":10}')
+    assert answer.status_code == 200
+    assert proxy.used() == before + 10 * 1_000  # no usage reported: tokens per image
+
+
+def test_a_json_body_the_guard_cannot_read_is_refused(proxy: Proxy) -> None:
+    """What the guard cannot parse an upstream might parse differently (NaN, a BOM)."""
+    forwarded = proxy.forwarded()
+    for body in (b'{"input":"x","a":NaN}', b'\xef\xbb\xbf{"input":"x"}', b'{"input":"x"'):
+        answer = raw_post(proxy, "/v1/moderations", body)
+        assert answer.status_code == 400, (body, answer.text)
+    assert proxy.forwarded() == forwarded
+
+
+def test_a_free_route_body_is_bounded_like_a_counted_one(redis_url: str) -> None:
+    with guarded(redis_url, guard={"max_body_array_items": 1_000}) as target:
+        forwarded = target.forwarded()
+        body = {"model": "claude-x", "messages": [], "a": [[] for _ in range(2_000)]}
+        answer = post(target, "/v1/messages/count_tokens", body)
+        assert answer.status_code == 400
+        assert "max_body_array_items" in answer.json()["error"]["message"]
+        assert target.forwarded() == forwarded
+
+
+def test_an_upstream_that_does_not_answer_in_time_still_charges_the_prompt(
+    redis_url: str,
+) -> None:
+    with guarded(redis_url, proxy={"timeout_seconds": 0.5}) as target:
+        slow = {**CHAT, "model": SLOW_MODEL}
+        before = target.used()
+        answer = post(target, "/v1/chat/completions", slow)
+        assert answer.status_code == 504
+        assert "x-budget-guard-upstream-may-bill" not in answer.headers
+        from budget_guard.counting import TokenCounter
+
+        prompt = TokenCounter().count_request("/v1/chat/completions", orjson.dumps(slow))
+        assert target.used() == before + prompt.input_tokens
+
+
+def test_the_operators_account_headers_do_not_reach_the_tenant(proxy: Proxy) -> None:
+    answer = post(proxy, "/v1/chat/completions", CHAT)
+    assert answer.status_code == 200
+    for name in ("openai-organization", "openai-project", "x-ratelimit-remaining-requests"):
+        assert name not in answer.headers
+    assert "org-operator-secret" not in str(answer.headers)
+
+
+def test_strict_mode_holds_a_context_window_for_stored_context(redis_url: str) -> None:
+    """The guard cannot count what a previous response brings into the context, so strict
+    mode holds ``guard.reference_reservation`` for it."""
+    with guarded(
+        redis_url, guard={"strict": True}, budget={"limits": {str(COMPANY_A): 100_000}}
+    ) as target:
+        first = post(target, "/v1/responses", {"model": "gpt-4o", "input": "hi"})
+        assert first.status_code == 200
+        follow_up = {
+            "model": "gpt-4o",
+            "input": "and?",
+            "max_output_tokens": 16,
+            "previous_response_id": first.json()["id"],
+        }
+        assert post(target, "/v1/responses", follow_up).status_code == 429
+    with guarded(
+        redis_url,
+        guard={"strict": True, "reference_reservation": 1_000},
+        budget={"limits": {str(COMPANY_A): 100_000}},
+    ) as target:
+        first = post(target, "/v1/responses", {"model": "gpt-4o", "input": "hi"})
+        follow_up["previous_response_id"] = first.json()["id"]
+        assert post(target, "/v1/responses", follow_up).status_code == 200

@@ -8,6 +8,7 @@ so a large prompt or a first-time encoding build never holds the loop.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,7 @@ from budget_guard.counting.prompt_request import (
     count_completions_request,
     count_embeddings_request,
 )
+from budget_guard.counting.references import may_refer, object_references
 from budget_guard.counting.response_bodies import EventStream
 from budget_guard.counting.responses_request import count_responses_request
 from budget_guard.counting.results import RequestTokens
@@ -120,20 +122,58 @@ class TokenCounter:
         if len(body) > self._inline_max_bytes:
             return await pool.run(functools.partial(self._count, kind, deployment, body), len(body))
         data = self._parse(body)
-        model = get_str(data, "model") or deployment
+        model = _model(data, deployment)
+        refs = object_references(data) if may_refer(body) else ()
         name = encoding_name_for_model(model, self._default_encoding)
         encoding = loaded_encoding(name)
         if encoding is not None:
-            return _count_parsed(kind, model, data, encoding)
-        return await pool.run(lambda: _count_parsed(kind, model, data, get_encoding(name)), 0)
+            return _count_parsed(kind, model, data, encoding, refs)
+        return await pool.run(lambda: _count_parsed(kind, model, data, get_encoding(name), refs), 0)
 
     def _count(self, kind: str, deployment: str | None, body: bytes) -> RequestTokens:
         if kind == routes.OTHER:
             return _OTHER
         data = self._parse(body)
-        model = get_str(data, "model") or deployment
+        model = _model(data, deployment)
+        refs = object_references(data) if may_refer(body) else ()
         encoding = get_encoding(encoding_name_for_model(model, self._default_encoding))
-        return _count_parsed(kind, model, data, encoding)
+        return _count_parsed(kind, model, data, encoding, refs)
+
+    async def acount_other(self, body: bytes, content_type: str | None) -> RequestTokens:
+        """What the guard must know of a request of no metered shape: the objects it names
+        and how many outputs it asks for (the images API's ``n``). A body that is, or says
+        it is, JSON must parse, within the same bounds as a counted one: what the guard
+        cannot read, an upstream might read differently. Off the loop when large."""
+        if not _looks_like_json(body, content_type):
+            return _OTHER  # a multipart upload, say: no JSON keys to name objects with
+        if len(body) > self._inline_max_bytes:
+            pool = self._pool or shared_pool()
+            return await pool.run(functools.partial(self._other, body), len(body))
+        return self._other(body)
+
+    def _other(self, body: bytes) -> RequestTokens:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequestBody(
+                f"We could not parse the JSON body of your request ({exc}). The body must be "
+                "valid JSON.",
+                None,
+            ) from None
+        check_body_shape(data, self._limits)
+        refs = object_references(data) if may_refer(body) else ()
+        outputs = data.get("n") if isinstance(data, dict) else None
+        if isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1:
+            outputs = 1
+        return RequestTokens(
+            routes.OTHER,
+            None,
+            0,
+            False,
+            None,
+            choices=min(outputs, MAX_CHOICES),
+            references=refs,
+        )
 
     def _parse(self, body: bytes) -> dict[str, Any]:
         data = _parse_object(body)
@@ -168,8 +208,30 @@ def _route(path: str, kind: str | None) -> tuple[str, str | None]:
     return kind, routes.classify(path.partition("?")[0])[1]  # an Azure deployment's name
 
 
+def _model(data: dict[str, Any], deployment: str | None) -> str | None:
+    """Azure serves the deployment the path names, whatever the body says: it is the model
+    counted and weighed."""
+    return deployment or get_str(data, "model")
+
+
+_BOM = b"\xef\xbb\xbf"
+_LEADING_SPACE = re.compile(rb"[ \t\r\n]*")
+
+
+def _looks_like_json(body: bytes, content_type: str | None) -> bool:
+    """Labelled JSON, or starting like JSON (or with a BOM) whatever its label says."""
+    if content_type is not None and "json" in content_type.lower():
+        return True
+    start = _LEADING_SPACE.match(body).end()  # type: ignore[union-attr]
+    return body[start : start + 1] in (b"{", b"[") or body.startswith(_BOM, start)
+
+
 def _count_parsed(
-    kind: str, model: str | None, data: dict[str, Any], encoding: tiktoken.Encoding
+    kind: str,
+    model: str | None,
+    data: dict[str, Any],
+    encoding: tiktoken.Encoding,
+    references: tuple[str, ...] = (),
 ) -> RequestTokens:
     if kind in _PRICES_IMAGES:
         input_tokens = _PRICES_IMAGES[kind](data, encoding, model)
@@ -189,6 +251,7 @@ def _count_parsed(
         max_output_tokens,
         choices=_choices(data, kind),
         background=kind == routes.RESPONSES and bool(get_bool(data, "background")),
+        references=references,
     )
 
 

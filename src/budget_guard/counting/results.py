@@ -23,6 +23,9 @@ class RequestTokens:
     max_output_tokens: int | None
     choices: int = 1
     background: bool = False
+    references: tuple[str, ...] = ()
+    """Upstream objects the body names (``previous_response_id``, ``file_id``...): each must
+    be the calling company's own."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,10 +14,7 @@ as the upstream reports, unweighted (they have no breakdown to weigh).
 
 from __future__ import annotations
 
-import orjson
-
 from budget_guard.counting import RequestTokens, ResponseMeter
-from budget_guard.counting.counter import MAX_CHOICES
 from budget_guard.counting.meter import COUNTED, UPSTREAM
 from budget_guard.guard.routes import FLAT, FREE, METERED, Route
 from budget_guard.weights import BudgetWeights
@@ -83,32 +80,26 @@ def breakdown_of(
 
 
 def reservation(
-    route: Route, request: RequestTokens, default_output: int, weights: BudgetWeights = RAW
+    route: Route,
+    request: RequestTokens,
+    default_output: int,
+    weights: BudgetWeights = RAW,
+    referenced_context: int = 0,
 ) -> int:
     """What strict mode holds before forwarding: the most the request can cost, each of
-    its choices at its output cap (or ``default_output`` when it names none), weighted."""
+    its choices at its output cap (or ``default_output`` when it names none), weighted, plus
+    ``referenced_context`` input tokens when it pulls stored objects into its context (a
+    previous response, a file), whose size the guard cannot count."""
     if route.charge == FREE:
         return 0
+    context = referenced_context if request.references else 0
     if route.charge == FLAT:
-        return route.tokens
+        return route.tokens + context
     if route.charge != METERED:
-        return route.tokens * request.choices
+        return route.tokens * request.choices + context
     output = request.max_output_tokens
     if output is None:
         output = default_output
-    return weights.bound(request.input_tokens, max(output, 0) * request.choices, request.model)
-
-
-def requested_outputs(body: bytes) -> int:
-    """How many outputs a request of no known shape asks for (the images API's ``n``); 1
-    when it does not say, or is not JSON (a multipart upload)."""
-    if b'"n"' not in body:
-        return 1
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return 1
-    n = data.get("n") if isinstance(data, dict) else None
-    if isinstance(n, int) and not isinstance(n, bool) and n > 1:
-        return min(n, MAX_CHOICES)
-    return 1
+    return weights.bound(
+        request.input_tokens + context, max(output, 0) * request.choices, request.model
+    )

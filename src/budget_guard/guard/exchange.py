@@ -30,6 +30,7 @@ from budget_guard.guard.charging import breakdown_of, charge
 from budget_guard.guard.replies import budget_headers
 from budget_guard.guard.routes import Route
 from budget_guard.guard.stream_usage import UsageChunkRemover
+from budget_guard.proxy import UPSTREAM_MAY_BILL
 from budget_guard.snapshot import UsageSnapshot
 from budget_guard.stores import Reservation, StoreError
 
@@ -213,12 +214,25 @@ class GuardedExchange:
     def _start(self, message: Message) -> Message:
         self._status = status = message["status"]
         content_type = None
+        may_bill = False
         for name, value in message.get("headers", ()):
             lowered = name.lower()
             if lowered == b"content-type":
                 content_type = value.decode("latin-1")
             elif lowered == b"content-length" and value.isdigit():
                 self._remaining = int(value)
+            elif lowered == UPSTREAM_MAY_BILL:
+                may_bill = True
+        if may_bill:
+            # The proxy gave up on an upstream that may have answered, and billed, anyway:
+            # charged as an exchange that never got its answer (the counted prompt).
+            self._status = 0
+            message = {
+                **message,
+                "headers": [
+                    (k, v) for k, v in message["headers"] if k.lower() != UPSTREAM_MAY_BILL
+                ],
+            }
         guard = self._guard
         route = self.route
         self._meter = guard.counter.meter(

@@ -33,18 +33,15 @@ from budget_guard.counting import InvalidRequestBody, RequestTokens, TokenCounte
 from budget_guard.counting.routes import OTHER
 from budget_guard.events import NO_EVENTS, GuardEvents
 from budget_guard.failure import describe
-from budget_guard.guard.charging import requested_outputs
 from budget_guard.guard.charging import reservation as reservation_for
 from budget_guard.guard.exchange import GuardedExchange
 from budget_guard.guard.journal import PendingUsage, UsageJournal
 from budget_guard.guard.paths import non_canonical
-from budget_guard.guard.references import MAX_REFERENCES, TooManyReferences, object_references
 from budget_guard.guard.replies import send_budget_exceeded
 from budget_guard.guard.request_body import BodyRefused, ClientGone, read_body
 from budget_guard.guard.routes import (
     FREE,
     METERED,
-    USAGE,
     Route,
     RouteMatch,
     RoutePolicy,
@@ -206,7 +203,7 @@ class BudgetGuardMiddleware:
                 return
             route = match.route
             try:
-                request = await self._count(scope["path"], route, body)
+                request = await self._count(scope["path"], route, body, headers.get("content-type"))
             except InvalidRequestBody as exc:
                 self.events.rejected(company, "bad_request")
                 await send_openai_error(
@@ -230,7 +227,7 @@ class BudgetGuardMiddleware:
                     param="background",
                 )
                 return
-            if not await self._owns_objects(company, match, body, send):
+            if not await self._owns_objects(company, match, request, send):
                 return
             admission = await self._admit(company, route, request, send)
             if admission is None:
@@ -244,31 +241,20 @@ class BudgetGuardMiddleware:
             scope, receive, send, body, company, route, request, snapshot, reservation
         )
 
-    async def _count(self, path: str, route: Route, body: bytes) -> RequestTokens:
+    async def _count(
+        self, path: str, route: Route, body: bytes, content_type: str | None
+    ) -> RequestTokens:
         if route.charge == METERED:
             return await self.counter.acount_request(path, body, kind=route.kind)
-        if route.charge == USAGE:
-            return RequestTokens(OTHER, None, 0, False, None, choices=requested_outputs(body))
-        return _OTHER_REQUEST
+        return await self.counter.acount_other(body, content_type)
 
     async def _owns_objects(
-        self, company: uuid.UUID, match: RouteMatch, body: bytes, send: Send
+        self, company: uuid.UUID, match: RouteMatch, request: RequestTokens, send: Send
     ) -> bool:
         """Whether every upstream object the request names (in its path or its body) is one
         the company created through the guard. Anything else is answered as not found: the
         guard tells no company whether another company's object exists."""
-        try:
-            ids = match.object_ids + object_references(body)
-        except TooManyReferences:
-            self.events.rejected(company, "bad_request")
-            await send_openai_error(
-                send,
-                400,
-                f"The request refers to more than {MAX_REFERENCES} stored objects.",
-                type_="invalid_request_error",
-                code="too_many_references",
-            )
-            return False
+        ids = match.object_ids + request.references
         for object_id in ids:
             try:
                 owner = await self.ledger.object_owner(object_id)
@@ -382,7 +368,11 @@ class BudgetGuardMiddleware:
         try:
             if self.settings.strict:
                 hold = reservation_for(
-                    route, request, self.settings.default_reservation, self.ledger.weights
+                    route,
+                    request,
+                    self.settings.default_reservation,
+                    self.ledger.weights,
+                    self.settings.reference_reservation,
                 )
                 reservation = await self.ledger.reserve(company, hold)
                 if not reservation.granted:
@@ -440,7 +430,11 @@ class BudgetGuardMiddleware:
         if time.monotonic() - seen > self._snapshot_ttl or not snapshot.is_within_budget:
             return None
         estimate = reservation_for(
-            route, request, self.settings.default_reservation, self.ledger.weights
+            route,
+            request,
+            self.settings.default_reservation,
+            self.ledger.weights,
+            self.settings.reference_reservation,
         )
         if snapshot.tokens_remaining < estimate:
             return None

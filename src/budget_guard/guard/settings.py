@@ -34,6 +34,7 @@ _KNOWN = {
     "routes",
     "abandoned_seconds",
     "object_seconds",
+    "reference_reservation",
     "max_body_depth",
     "max_body_array_items",
     "max_body_object_keys",
@@ -83,6 +84,10 @@ class GuardSettings:
     abandoned_seconds: float = 600.0
     """How long the guard keeps reading an upstream answer after its client left: the
     upstream bills it anyway, so it is metered to its end, but not for ever."""
+    reference_reservation: int = 128_000
+    """Strict mode: input tokens held besides the counted prompt when a request pulls stored
+    objects into its context (``previous_response_id``, a conversation, a file), whose size
+    the guard cannot count; about one context window."""
     object_seconds: float = 30 * 86_400.0
     """How long the guard remembers which company created an upstream object (a stored
     response, a file): after it, the object is out of that company's reach too."""
@@ -141,6 +146,9 @@ class GuardSettings:
             object_seconds=float(objects),
             strict=_flag(table, "strict", defaults.strict),
             default_reservation=_whole(table, "default_reservation", defaults.default_reservation),
+            reference_reservation=_whole(
+                table, "reference_reservation", defaults.reference_reservation
+            ),
             on_store_error=mode,
             journal_size=_whole(table, "journal_size", defaults.journal_size, minimum=1),
             max_body_bytes=_whole(table, "max_body_bytes", defaults.max_body_bytes, minimum=1),

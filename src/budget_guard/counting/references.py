@@ -1,10 +1,12 @@
-"""Upstream objects a request body points at, which must be the calling company's own.
+r"""Upstream objects a request body points at, which must be the calling company's own.
 
 A chat or a response can pull a stored object into its context: ``previous_response_id``
 continues another conversation, a ``file_id`` content part reads a file, ``vector_store_ids``
-searches a store. Under the operator's one upstream key every company's objects are
-reachable that way, so the guard collects every such reference and forwards the request
-only when each one is an object the company created through the guard.
+searches a store, an ``item_reference`` replays a stored item. Under the operator's one
+upstream key every company's objects are reachable that way, so the guard collects every
+such reference (from the parsed body, so escaped keys such as ``"file_i\u0064"`` are seen as
+the upstream sees them) and forwards the request only when each one is an object the company
+created through the guard.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import orjson
+from budget_guard.counting.errors import InvalidRequestBody
 
 # Keys whose string value (or list of strings) names an upstream object.
 _REFERENCE_KEYS = frozenset(
@@ -27,40 +29,44 @@ _REFERENCE_KEYS = frozenset(
         "input_file_id",
         "previous_response_id",
         "response_id",
+        "skill_id",
         "thread_id",
         "vector_store_id",
         "vector_store_ids",
     }
 )
 # One pass over the raw bytes decides whether the body can hold a reference at all, so the
-# ordinary chat request pays a memchr-speed scan, not a walk of its parsed JSON.
+# ordinary chat request pays a memchr-speed scan, not a walk of its parsed JSON. A key can
+# only hide from it behind a \u escape (JSON has no other escape that yields a letter or
+# "_"), so a body with one is always walked.
 _MAYBE = re.compile(
-    rb'"(?:assistant_id|container(?:_id)?|conversation(?:_id)?|file_ids?|input_file_id|'
-    rb'previous_response_id|response_id|thread_id|vector_store_ids?)"'
+    rb'\\u|"(?:assistant_id|container(?:_id)?|conversation(?:_id)?|file_ids?|input_file_id|'
+    rb'previous_response_id|response_id|skill_id|thread_id|vector_store_ids?|item_reference)"'
 )
 MAX_REFERENCES = 64
 """More references than any real request carries; past it the request is refused, so one
 request cannot make the guard look up an unbounded number of objects."""
 
 
-class TooManyReferences(Exception):
-    pass
+class TooManyReferences(InvalidRequestBody):
+    def __init__(self) -> None:
+        super().__init__(f"The request refers to more than {MAX_REFERENCES} stored objects.", None)
 
 
-def object_references(body: bytes) -> tuple[str, ...]:
-    """The object ids ``body`` refers to, in order, without repeats. A body that is not JSON
-    refers to nothing the upstream would read as an object."""
-    if _MAYBE.search(body) is None:
-        return ()
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return ()
+def may_refer(body: bytes) -> bool:
+    """Whether ``body`` can name an object at all (if not, there is nothing to walk)."""
+    return _MAYBE.search(body) is not None
+
+
+def object_references(data: object) -> tuple[str, ...]:
+    """The object ids a parsed body refers to, in order, without repeats."""
     found: dict[str, None] = {}
     stack: list[Any] = [data]
     while stack:  # iterative: no input reaches a RecursionError
         value = stack.pop()
         if isinstance(value, dict):
+            if value.get("type") == "item_reference":
+                _collect(value.get("id"), found)
             for key, item in value.items():
                 if key in _REFERENCE_KEYS:
                     _collect(item, found)
