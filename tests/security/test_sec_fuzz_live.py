@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -133,33 +134,49 @@ def test_schemathesis_from_the_served_openapi_document(
 ) -> None:
     schema = schemathesis.openapi.from_url(server.url + "/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
+    limits = ENDPOINT.removesuffix("/usage") + "/limits"
     assert {(op.method.upper(), op.path) for op in operations} == {
         ("GET", ENDPOINT),
         ("POST", ENDPOINT),
+        ("GET", limits),
+        ("PUT", limits),
+        ("POST", limits),
+        ("DELETE", limits),
     }
     statuses: set[int] = set()
     for operation in operations:
-
-        @settings(
-            max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None
-        )
-        @given(case=operation.as_strategy(generation_mode=mode))
-        def run(case: schemathesis.Case) -> None:
-            response = case.call(base_url=server.url, headers=bearer(KEY_A), timeout=20)
-            checks = CHECKS
-            if _asks_pascal_case(case):
-                # The document's response schemas describe the configured (camel) casing
-                # only; PascalCase answers are checked by assert_refusal below instead.
-                checks = [c for c in CHECKS if c is not response_schema_conformance]
-            case.validate_response(response, checks=checks)
-            statuses.add(response.status_code)
-            if response.status_code >= 400:
-                headers = {name: values[0] for name, values in response.headers.items()}
-                assert_refusal(ENDPOINT, response.status_code, headers, response.content)
-
-        run()
+        # The limit routes are an admin's: a user key would only ever be refused (403).
+        key = ADMIN_KEY if operation.path == limits else KEY_A
+        _fuzz_operation(server.url, operation, mode, key, statuses)
     # Both kinds of data reached the server: accepted, and refused by validation.
     assert 200 in statuses and 400 in statuses, statuses
+
+
+def _fuzz_operation(
+    url: str,
+    operation: Any,
+    mode: schemathesis.GenerationMode,
+    key: str,
+    statuses: set[int],
+) -> None:
+    @settings(
+        max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case: schemathesis.Case) -> None:
+        response = case.call(base_url=url, headers=bearer(key), timeout=20)
+        checks = CHECKS
+        if _asks_pascal_case(case):
+            # The document's response schemas describe the configured (camel) casing only;
+            # PascalCase answers are checked by assert_refusal below instead.
+            checks = [c for c in CHECKS if c is not response_schema_conformance]
+        case.validate_response(response, checks=checks)
+        statuses.add(response.status_code)
+        if response.status_code >= 400:
+            headers = {name: values[0] for name, values in response.headers.items()}
+            assert_refusal(operation.path, response.status_code, headers, response.content)
+
+    run()
 
 
 def _asks_pascal_case(case: schemathesis.Case) -> bool:
