@@ -572,3 +572,16 @@ def test_strict_mode_holds_a_context_window_for_stored_context(redis_url: str) -
         first = post(target, "/v1/responses", {"model": "gpt-4o", "input": "hi"})
         follow_up["previous_response_id"] = first.json()["id"]
         assert post(target, "/v1/responses", follow_up).status_code == 200
+
+
+def test_idempotency_keys_go_upstream_scoped_to_the_company(proxy: Proxy) -> None:
+    forwarded = proxy.forwarded()
+    for key in (KEY_A, KEY_B):
+        answer = httpx.post(
+            proxy.url + "/v1/chat/completions",
+            content=CHAT_BODY,
+            headers={**bearer(key), **JSON, "Idempotency-Key": "same-key"},
+        )
+        assert answer.status_code == 200
+    seen = [s.headers["idempotency-key"] for s in proxy.upstream.seen[forwarded:]]
+    assert seen == [f"{COMPANY_A.hex}-same-key", f"{COMPANY_B.hex}-same-key"]
