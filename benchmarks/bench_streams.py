@@ -92,12 +92,19 @@ class _Sizes:
 class _Process:
     """A process of ours listening on a port: the mock upstream, or the LiteLLM proxy."""
 
-    def __init__(self, name: str, argv: list[str], port: int, env: dict[str, str]) -> None:
+    def __init__(
+        self, name: str, argv: list[str], port: int, env: dict[str, str], *, quiet: bool = False
+    ) -> None:
         self.name = name
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self._process = subprocess.Popen(
-            argv, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, env=env, stdout=subprocess.DEVNULL
+            argv,
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL if quiet else None,
         )
 
     def wait_listening(self, timeout: float) -> None:
@@ -161,14 +168,19 @@ def _litellm(upstream: str, directory: Path) -> _Process:
         f"      api_base: {upstream}/v1\n"
         "      api_key: sk-bench\n"
         "litellm_settings:\n"
-        "  telemetry: false\n",
+        "  telemetry: false\n"
+        # No master key: the benchmark is on loopback, and the guard's key check is not
+        # what is measured either (LiteLLM refuses to start keyless without this).
+        "general_settings:\n"
+        "  dangerously_permit_weak_or_unset_master_key: true\n",
         encoding="utf-8",
     )
     port = free_port()
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
     env.pop("PYTHONPATH", None)
-    argv = [str(executable), "--config", str(config), "--port", str(port), "--num_workers", "1"]
-    process = _Process(LITELLM, argv, port, env)
+    argv = [str(executable), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--num_workers", "1"]
+    process = _Process(LITELLM, argv, port, env, quiet=True)
     process.wait_listening(120)
     return process
 
