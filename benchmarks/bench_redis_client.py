@@ -8,8 +8,10 @@ real ``record`` (key building, argument formatting, reply parsing, one ``EVALSHA
 - ``redis-py``: redis-py's pure-Python RESP parser, what ``main`` runs where hiredis is absent;
 - ``redis-py + hiredis``: the same client with hiredis (C) as its parser; SKIP when the
   ``hiredis`` package is not importable;
-- ``lean``: :mod:`benchmarks.lean_redis`, one connection, RESP by hand, a write per command;
-- ``lean, autopipelined``: the same, every command of one event-loop tick in one write.
+- ``lean``: ``budget_guard.stores.resp.LeanScript`` (two multiplexed asyncio connections,
+  RESP by hand) writing each command at once;
+- ``lean, autopipelined``: the same, every command of one event-loop tick in one write: what
+  ``RedisStore.from_url`` now uses for a standalone Redis.
 
 The baseline is a plain ``INCRBY`` through redis-py as ``main`` has it, the cheapest write a
 Redis counter can make (issue 16 asks the record for >= 0.8x of it); each client's own INCRBY
@@ -20,21 +22,19 @@ client CPU per call is this process's CPU time over the calls (Redis runs elsewh
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import uuid4
 
 import redis.asyncio as aioredis
 from redis._parsers import _AsyncRESP2Parser
 
 from benchmarks.harness import Context, Figure, Target, Unavailable, ainterleave, comparison, median
-from benchmarks.lean_redis import LeanRedis
 from benchmarks.redis_keys import delete_prefixed
 from budget_guard.stores import RedisStore
 from budget_guard.stores.redis import _SCRIPT
+from budget_guard.stores.resp import LeanScript
 from budget_guard.window import Window
 
 GROUP = "redis-client"
@@ -77,24 +77,24 @@ async def _redis_py(url: str, prefix: str, parser: type) -> tuple[RedisStore, An
     return RedisStore(client, Window(), prefix=prefix, restart_check_seconds=0), client
 
 
-async def _lean(url: str, prefix: str, *, autopipeline: bool) -> tuple[RedisStore, LeanRedis]:
-    parts = urlsplit(url)
-    lean = await LeanRedis.connect(
-        parts.hostname or "127.0.0.1", parts.port or 6379, autopipeline=autopipeline
-    )
-    if parts.path not in ("", "/", "/0"):
-        await lean.call("SELECT", parts.path.lstrip("/"))
-    # The store itself, its script call handed to the lean client: everything but the
-    # transport is the store's own code.
+async def _lean(url: str, prefix: str, *, autopipeline: bool) -> tuple[RedisStore, LeanScript]:
+    lean = LeanScript(url, _SCRIPT, autopipeline=autopipeline)
     client = aioredis.Redis.from_url(url, decode_responses=True)
-    store = RedisStore(client, Window(), prefix=prefix, restart_check_seconds=0)
-    sha = hashlib.sha1(_SCRIPT.encode()).hexdigest()
-
-    def script(keys: tuple[str, ...], args: tuple[str, ...]) -> Awaitable[Any]:
-        return lean.evalsha(sha, keys, args, _SCRIPT)
-
-    store._script = script  # type: ignore[assignment]
+    store = RedisStore(
+        client, Window(), prefix=prefix, restart_check_seconds=0, script_transport=lean
+    )
     return store, lean
+
+
+def _lean_incrby(lean: LeanScript) -> Callable[[str], Awaitable[Any]]:
+    """INCRBY over the lean transport's own connections (opened by a first script call)."""
+
+    def call(key: str) -> Awaitable[Any]:
+        connection = lean._slots[hash(key) % len(lean._slots)]
+        assert connection is not None
+        return connection.call(("INCRBY", key, 1))
+
+    return call
 
 
 async def _rate_and_cpu(op_for: Callable[[int], Op], calls: int, concurrency: int) -> float:
@@ -138,9 +138,11 @@ async def _run(ctx: Context, url: str) -> list[Figure]:
         clients.append(client)
     for name, auto in ((LEAN, False), (LEAN_AUTO, True)):
         store, lean = await _lean(url, prefix, autopipeline=auto)
+        for _ in lean._slots:
+            await store.record(companies[0], 0, LIMIT)  # opens each connection
         stores[name] = store
-        incr[name] = lambda key, lean=lean: lean.call("INCRBY", key, 1)
-        clients.extend([store.client, lean])
+        incr[name] = _lean_incrby(lean)
+        clients.append(store)
 
     def record_op(store: RedisStore) -> Callable[[int], Op]:
         def op_for(task: int) -> Op:
@@ -177,11 +179,11 @@ async def _run(ctx: Context, url: str) -> list[Figure]:
             figures.extend(_figures(samples, cpu, concurrency))
     finally:
         for client in clients:
-            if isinstance(client, LeanRedis):
-                client.close()
+            if isinstance(client, RedisStore):
+                await delete_prefixed(client.client, prefix)
             else:
                 await delete_prefixed(client, prefix)
-                await client.aclose()
+            await client.aclose()
     figures.extend(
         Figure.unavailable(f"record: {name}", "SKIP", note) for name, note in notes.items()
     )

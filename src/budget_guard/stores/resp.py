@@ -8,7 +8,8 @@ pings, the restart marker, object owners, reads off the hot path).
 
 Concurrent calls share a few long-lived connections (replies come back in order on each,
 matched to their callers by a queue), and with ``autopipeline`` every command issued in one
-event-loop tick goes out in one write. Each call is still its own ``EVALSHA``: one atomic
+event-loop tick while others are in flight goes out in one write at the end of the tick (a
+lone call is written at once). Each call is still its own ``EVALSHA``: one atomic
 round trip per operation, nothing merged, nothing re-ordered.
 
 A reply that does not come is never re-sent: the script may have run before it was lost.
@@ -128,7 +129,8 @@ class _Connection(asyncio.Protocol):
         if self._watchdog is None:
             self._watchdog = self._loop.call_later(self._timeout, self._check_overdue)
         payload = encode(args)
-        if not self._autopipeline:
+        if not self._autopipeline or (len(self._waiting) == 1 and not self._pending):
+            # Nothing else in flight: written at once, no tick's delay for a lone call.
             transport.write(payload)
         else:
             if not self._pending:
