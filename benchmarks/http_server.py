@@ -62,9 +62,14 @@ def proxy_app(
     strict: bool,
     bare: bool,
     connections: int | None = None,
+    redis_py: bool = False,
 ) -> ASGIApp:
     """The guarded proxy as the command builds it, or the same routes without the guard;
-    ``connections`` raises the upstream pool (``[proxy] max_connections``) for many streams."""
+    ``connections`` raises the upstream pool (``[proxy] max_connections``) for many streams;
+    ``redis_py`` runs the usage script over redis-py as before the lean transport (a
+    benchmark-only switch, to compare the two in one run)."""
+    if redis_py:
+        _use_redis_py_for_scripts()
     from budget_guard.app import build_app
     from budget_guard.config import settings_from_mapping
 
@@ -83,6 +88,15 @@ def proxy_app(
         return Starlette(routes=[*guarded.routes, fixed], lifespan=guarded.router.lifespan_context)
     guarded.router.routes.append(fixed)
     return guarded
+
+
+def _use_redis_py_for_scripts() -> None:
+    from functools import partial
+
+    from budget_guard.stores.redis import RedisStore
+
+    from_url = RedisStore.from_url
+    RedisStore.from_url = partial(from_url, lean_script=False)  # type: ignore[method-assign]
 
 
 def _serve(app: ASGIApp, port: int, connections: int | None = None) -> None:
@@ -137,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--prefix", default="budget-guard-bench:", help="Redis key prefix")
     parser.add_argument("--strict", action="store_true", help="reserve + settle")
     parser.add_argument("--bare", action="store_true", help="the same app without the guard")
+    parser.add_argument("--redis-py", action="store_true", help="script over redis-py")
     parser.add_argument(
         "--connections", type=int, help="serve bounded, client and upstream connections at N"
     )
@@ -153,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             strict=args.strict,
             bare=args.bare,
             connections=args.connections,
+            redis_py=args.redis_py,
         )
         _serve(app, args.port, args.connections)
 
@@ -259,10 +275,12 @@ def proxy_server(
     strict: bool = False,
     bare: bool = False,
     connections: int | None = None,
+    redis_py: bool = False,
 ) -> ServerProcess:
     args = ["proxy", "--upstream", upstream, "--store", store, "--prefix", prefix]
     args += ["--strict"] * strict + ["--bare"] * bare
     args += ["--connections", str(connections)] if connections else []
+    args += ["--redis-py"] * redis_py
     return ServerProcess(name, args, "/healthz")
 
 
