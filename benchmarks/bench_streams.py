@@ -62,7 +62,9 @@ from benchmarks.http_server import (
 GROUP = "streams"
 
 CHUNKS_PER_SECOND = 20.0
-LATENCY_BOUND_MS = 5.0
+LATENCY_BOUND_MS = float(os.environ.get("BENCH_STREAMS_P99_MS", "5"))
+"""Issue 16's bound; ``BENCH_STREAMS_P99_MS`` changes it where the machine is too busy for
+any target to hold it (the table shows every step regardless)."""
 GIVE_UP_MS = 2_000.0
 WARMUP_STREAMS = 2
 

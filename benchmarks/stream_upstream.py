@@ -8,7 +8,8 @@ short warm-up), one every ``1 / --chunks-per-second`` seconds, then the usage ch
 ``data: [DONE]``. Each content chunk carries the moment it was written
 (``time.monotonic_ns()``, system-wide on Linux) in ``system_fingerprint`` as ``t<ns>``, so the
 load generator can measure each chunk's delay from the upstream's send to the client's read,
-through whatever sits between.
+through whatever sits between. The text differs from chunk to chunk (LiteLLM ends a stream
+that repeats one chunk 100 times as a model stuck in a loop).
 
 It is raw asyncio, not an ASGI app, so that holding thousands of streams costs the mock little:
 one timer per stream, one ``write`` per chunk, keep-alive connections parsed by hand (the
@@ -34,7 +35,7 @@ _HEAD = (
 _CONTENT = (
     b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,'
     b'"model":"gpt-4o-mini","system_fingerprint":"t%d","choices":[{"index":0,'
-    b'"delta":{"content":" word"},"logprobs":null,"finish_reason":null}]}\n\n'
+    b'"delta":{"content":" w%d"},"logprobs":null,"finish_reason":null}]}\n\n'
 )
 _LAST = (
     b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,'
@@ -110,10 +111,10 @@ class StreamingUpstream(asyncio.Protocol):
             return
         self._sent += 1
         if self._sent < self._chunks:
-            transport.write(_chunk(_CONTENT % time.monotonic_ns()))
+            transport.write(_chunk(_CONTENT % (time.monotonic_ns(), self._sent)))
             self._timer = asyncio.get_running_loop().call_later(self._interval, self._tick)
             return
-        transport.write(_chunk(_CONTENT % time.monotonic_ns()))
+        transport.write(_chunk(_CONTENT % (time.monotonic_ns(), self._sent)))
         tokens = self._chunks
         transport.write(_chunk(_LAST % (tokens, tokens + 20)) + b"0\r\n\r\n")
         self._timer = None

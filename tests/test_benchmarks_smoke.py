@@ -33,4 +33,5 @@ def test_benchmark_suite_runs_at_smoke_size_and_prints_its_table(tmp_path: Path)
     assert len(saved["figures"]) == len(rows)
     groups = {figure["group"] for figure in saved["figures"]}
     assert {"stores", "footprint", "history", "counting", "counting-offload"} <= groups
+    assert {"streams", "redis-client", "prompt-sizes"} <= groups
     assert not (tmp_path / "latest.json").exists()  # a smoke run never poses as real figures
