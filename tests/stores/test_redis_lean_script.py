@@ -111,3 +111,19 @@ async def test_a_password_and_database_in_the_url_are_used() -> None:
             assert (await store.read(company, 100)).tokens_used == 7
         finally:
             await store.aclose()
+
+
+def test_a_store_used_from_one_event_loop_then_another_keeps_working(redis_url: str) -> None:
+    """``budget-guard`` checks the store in one ``asyncio.run`` and serves in another; a
+    connection left on the first loop must not be used on the second."""
+    store = _store(redis_url)
+    company = uuid.uuid4()
+    asyncio.run(store.record(company, 2, 100))
+
+    async def second() -> int:
+        try:
+            return (await store.record(company, 3, 100)).snapshot.tokens_used
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(second()) == 5

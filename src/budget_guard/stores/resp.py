@@ -84,6 +84,9 @@ def parse(buffer: bytes, pos: int) -> tuple[Any, int]:
     raise ValueError(f"not a RESP2 reply: {bytes([kind])!r}")
 
 
+_running_loop = asyncio.get_running_loop
+
+
 class _Connection(asyncio.Protocol):
     """One multiplexed connection: commands written in order, replies matched in order."""
 
@@ -95,7 +98,7 @@ class _Connection(asyncio.Protocol):
         self._pending: list[bytes] = []
         self._transport: asyncio.Transport | None = None
         self._watchdog: asyncio.TimerHandle | None = None
-        self._loop = asyncio.get_running_loop()
+        self.loop = self._loop = asyncio.get_running_loop()
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -108,14 +111,16 @@ class _Connection(asyncio.Protocol):
     def _abandon(self, why: str) -> None:
         self.closed = True
         transport, self._transport = self._transport, None
-        if transport is not None:
-            transport.abort()
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
         self._pending.clear()
-        while self._waiting:
-            future, _ = self._waiting.popleft()
+        waiting, self._waiting = self._waiting, deque()
+        if self._loop.is_closed():  # a connection left on a finished loop: nothing to wake
+            return
+        if transport is not None:
+            transport.abort()
+        for future, _ in waiting:
             if not future.done():
                 future.set_exception(ConnectionLost(f"{why}; outcome unknown"))
 
@@ -219,7 +224,7 @@ class LeanScript:
     async def __call__(self, keys: tuple[str, ...], args: tuple[Arg, ...]) -> Any:
         slot = next(self._turn)
         connection = self._slots[slot]
-        if connection is None or connection.closed:
+        if connection is None or connection.closed or connection.loop is not _running_loop():
             connection = await self._open(slot)
         command = ("EVALSHA", self._sha, len(keys), *keys, *args)
         try:
@@ -232,18 +237,24 @@ class LeanScript:
         return await connection.call(command)
 
     async def _open(self, slot: int) -> _Connection:
-        """The slot's connection, opened once however many callers wait for it."""
+        """The slot's connection, opened once however many callers wait for it (and kept,
+        even if the caller that started the opening is cancelled meanwhile)."""
         opening = self._opening[slot]
-        if opening is None:
-            opening = asyncio.ensure_future(self._connect())
+        if opening is None or opening.get_loop() is not _running_loop():
+            opening = asyncio.ensure_future(self._fill(slot))
             self._opening[slot] = opening
-            try:
-                connection = await asyncio.shield(opening)
-            finally:
-                self._opening[slot] = None
+        return await asyncio.shield(opening)
+
+    async def _fill(self, slot: int) -> _Connection:
+        try:
+            old = self._slots[slot]
+            if old is not None:
+                old.close()  # closed already, or left on an event loop no longer running
+            connection = await self._connect()
             self._slots[slot] = connection
             return connection
-        return await asyncio.shield(opening)
+        finally:
+            self._opening[slot] = None
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
