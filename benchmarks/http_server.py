@@ -42,6 +42,7 @@ API_KEY = "bench-key-0123456789abcdef0123456789abcdef"
 COMPANY_ID = uuid.UUID("00000000-0000-4000-8000-00000000be0c")
 TOKEN_LIMIT = 2_000_000_000  # Int32 on the wire; never reached, so every request is admitted
 FIXED_PATH = "/bench/fixed-json"
+UNMETERED_PATH = "/v1/bench/unmetered-json"
 # The size and shape of a usage answer, so the baseline writes as many bytes as the endpoint.
 FIXED_BODY = (
     b'{"companyId":"00000000-0000-4000-8000-00000000be0c","tokensUsed":123456,'
@@ -78,7 +79,12 @@ def proxy_app(
             "budget": {"default_token_limit": TOKEN_LIMIT},
             "store": {"url": store_url, "prefix": prefix},
             "auth": {"api_keys": [{"key": API_KEY, "company_id": str(COMPANY_ID)}]},
-            "guard": {"strict": strict},
+            # A path the guard forwards without reading the answer: the metering benchmark's
+            # baseline (the same bytes as its metered embeddings answer).
+            "guard": {
+                "strict": strict,
+                "routes": [{"method": "GET", "path": UNMETERED_PATH, "charge": "free"}],
+            },
             **({"proxy": {"max_connections": connections}} if connections else {}),
         }
     )
@@ -209,16 +215,22 @@ def process_rss_bytes(pid: int) -> float:
 class ServerProcess:
     """One server subprocess on a free loopback port; a context manager that stops it."""
 
-    def __init__(self, name: str, args: list[str], ready_path: str) -> None:
+    def __init__(
+        self, name: str, args: list[str], ready_path: str, module: str = "benchmarks.http_server"
+    ) -> None:
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._ready_path = ready_path
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.http_server", *args, "--port", str(self.port)],
+            [sys.executable, "-m", module, *args, "--port", str(self.port)],
             cwd=REPO_ROOT,
             stdin=subprocess.DEVNULL,
         )
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

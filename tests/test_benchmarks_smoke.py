@@ -32,6 +32,7 @@ def test_benchmark_suite_runs_at_smoke_size_and_prints_its_table(tmp_path: Path)
     assert saved["smoke"] is True
     assert len(saved["figures"]) == len(rows)
     groups = {figure["group"] for figure in saved["figures"]}
-    assert {"stores", "footprint", "history", "counting", "counting-offload"} <= groups
+    groups_expected = {"stores", "footprint", "history", "counting", "counting-offload", "metering"}
+    assert groups_expected <= groups
     assert {"streams", "redis-client", "prompt-sizes"} <= groups
     assert not (tmp_path / "latest.json").exists()  # a smoke run never poses as real figures

@@ -18,6 +18,8 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from budget_guard.alerts import AlertDispatcher, AlertSettings
+from budget_guard.alerts.metrics import AlertCollector
 from budget_guard.auth import (
     ApiKey,
     ApiKeyAuthenticator,
@@ -27,6 +29,7 @@ from budget_guard.auth import (
 )
 from budget_guard.config import Settings, load_settings
 from budget_guard.endpoint import EndpointSettings, UsageEndpoint
+from budget_guard.endpoint.limits import LimitsEndpoint, limits_path
 from budget_guard.guard import BudgetGuardMiddleware, GuardSettings
 from budget_guard.ledger import Ledger
 from budget_guard.observability import (
@@ -88,16 +91,27 @@ def build_app(
     endpoint_settings = EndpointSettings.from_table(settings.table("endpoint"))
     proxy = ProxySettings.from_table(settings.table("proxy")).build(upstream_url)
     events = FanOutEvents(metrics, LogEvents()) if metrics else LogEvents()
-    endpoint = UsageEndpoint(ledger, authenticator, settings=endpoint_settings, events=events)
+    endpoint = UsageEndpoint(
+        ledger,
+        authenticator,
+        settings=endpoint_settings,
+        events=events,
+        limits_path=limits_path(endpoint_settings),
+    )
 
     health = HealthChecks(ledger)
+    dispatcher = _alerts(settings, ledger, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await proxy.startup()
+        if dispatcher is not None:
+            await dispatcher.start()
         try:
             yield
         finally:
+            if dispatcher is not None:
+                await dispatcher.aclose()
             await proxy.aclose()
             await ledger.aclose()
 
@@ -106,6 +120,9 @@ def build_app(
         Route("/readyz", health.readyz),
         Route(endpoint_settings.path + "/ui", UsagePage(ledger, authenticator).endpoint),
     ]
+    if endpoint_settings.enabled:
+        limits = LimitsEndpoint(ledger, authenticator, settings=endpoint_settings)
+        routes.append(Route(limits_path(endpoint_settings), limits))
     if metrics is not None:
         routes.append(Route(observability.metrics_path, metrics.endpoint))
     for prefix in guard.paths:
@@ -124,6 +141,27 @@ def build_app(
         ],
         lifespan=lifespan,
     )
+
+
+def _alerts(
+    settings: Settings, ledger: Ledger, metrics: PrometheusEvents | None
+) -> AlertDispatcher | None:
+    """The ``[alerts]`` table: the store decides crossings, this process delivers them."""
+    alerts = AlertSettings.from_table(settings.table("alerts"))
+    if not alerts.enabled:
+        return None
+    dispatcher = AlertDispatcher(
+        webhooks=alerts.webhooks,
+        secret=alerts.secret,
+        queue_size=alerts.queue_size,
+        max_attempts=alerts.max_attempts,
+        backoff_seconds=alerts.backoff_seconds,
+        timeout_seconds=alerts.timeout_seconds,
+    )
+    ledger.watch_thresholds(alerts.thresholds, dispatcher.offer)
+    if metrics is not None:
+        metrics.registry.register(AlertCollector(dispatcher))
+    return dispatcher
 
 
 def app_from_env() -> Starlette:

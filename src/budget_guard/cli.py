@@ -21,6 +21,7 @@ from budget_guard.auth import AuthConfigError
 from budget_guard.config import CONFIG_ENV, Settings, load_settings
 from budget_guard.connections import BoundedConfig, ConnectionBounds
 from budget_guard.descriptors import raise_descriptor_limit, reserved_descriptors
+from budget_guard.limits_cli import add_limits_command, run_limits
 from budget_guard.server_settings import ServerSettings
 from budget_guard.stores import StoreError
 from budget_guard.usage_cli import add_usage_command, run_usage
@@ -46,10 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     serve.add_argument("--log-level", default="info", help="uvicorn log level")
     add_usage_command(commands)
+    add_limits_command(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "usage":
             return run_usage(args)
+        if args.command == "limits":
+            return run_limits(args)
         return _serve(args)
     except (ConfigError, AuthConfigError) as exc:
         print(f"budget-guard: config error: {exc}", file=sys.stderr)
@@ -63,6 +67,7 @@ class _StartupError(Exception):
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from budget_guard.alerts import AlertSettings
     from budget_guard.app import DEMO_KEY_ENV, UPSTREAM_ENV, build_app, demo_key
     from budget_guard.proxy_settings import ProxySettings
 
@@ -81,6 +86,8 @@ def _serve(args: argparse.Namespace) -> int:
             'workers would each allow the full budget. Set [store] url = "redis://...".'
         )
     proxy = ProxySettings.from_table(settings.table("proxy"))
+    # Checked here, once, so that a bad [alerts] table is one clear line, not N workers dying.
+    AlertSettings.from_table(settings.table("alerts"))
     demo = demo_key() if "auth" not in settings.raw else None
     _check_store(settings)
     sock = _bind(host, port)

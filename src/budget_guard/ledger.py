@@ -7,12 +7,41 @@ judged against.
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from uuid import UUID
 
-from budget_guard.policy import BudgetPolicy
+from budget_guard.overrides import MISS, OverrideReader
+from budget_guard.policy import BudgetPolicy, check_limit
 from budget_guard.snapshot import UsageSnapshot
-from budget_guard.stores.base import Dedupe, RecordResult, Reservation, UsageStore
+from budget_guard.stores.base import (
+    Dedupe,
+    RecordResult,
+    Reservation,
+    ThresholdSink,
+    ThresholdWatch,
+    UsageStore,
+)
 from budget_guard.window import Window
+
+log = logging.getLogger("budget_guard.limits")
+
+
+class OverridesUnsupported(Exception):
+    """The store has no run-time limit overrides (a host's own store, say)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitInfo:
+    """A company's limit and where it comes from, for the admin API and the usage views."""
+
+    company_id: UUID
+    token_limit: int
+    """The limit in force."""
+    override: int | None
+    """The run-time override, when one is set."""
+    source: str
+    """``override``, ``config`` (``[budget.limits]``), ``provider`` or ``default``."""
 
 
 class Ledger:
@@ -21,6 +50,61 @@ class Ledger:
         self.policy = policy or BudgetPolicy(store.window)
         if self.policy.window != store.window:
             raise ValueError("the policy and the store must use the same window")
+        self.overrides = OverrideReader(store)
+        self.thresholds: tuple[float, ...] = ()
+
+    async def limit_for(self, company_id: UUID) -> int:
+        """Precedence: the run-time override, then ``[budget.limits]``, then the host's limit
+        provider, then the default (the policy does the last three)."""
+        override = self.overrides.known(company_id)
+        if override == MISS:
+            override = await self.overrides.get(company_id)
+        if override is not None:
+            return override
+        return await self.policy.limit_for(company_id)
+
+    async def limit_info(self, company_id: UUID) -> LimitInfo:
+        override = await self.overrides.get(company_id)
+        if override is not None:
+            return LimitInfo(company_id, override, override, "override")
+        limit = await self.policy.limit_for(company_id)
+        return LimitInfo(company_id, limit, None, self.policy.source_of(company_id))
+
+    async def set_limit(self, company_id: UUID, limit: int | None, *, by: str) -> int | None:
+        """Set (``None``: clear) the company's run-time override; returns the previous one.
+        Logged once with who made the change (``by``: a non-secret label such as an API
+        key's name), the old and the new limit."""
+        if not self.overrides.supported:
+            raise OverridesUnsupported("this usage store keeps no run-time limits")
+        if limit is not None:
+            check_limit(limit, "TokenLimit")
+        old: int | None = await self.store.set_limit_override(company_id, limit)  # type: ignore[attr-defined]
+        self.overrides.forget(company_id)
+        log.info(
+            "token limit override %s",
+            "cleared" if limit is None else "set",
+            extra={
+                "company_id": str(company_id),
+                "changed_by": by,
+                "old_limit": old,
+                "new_limit": limit,
+            },
+        )
+        return old
+
+    async def limit_overrides(self) -> dict[UUID, int]:
+        if not self.overrides.supported:
+            return {}
+        return await self.store.limit_overrides()  # type: ignore[attr-defined, no-any-return]
+
+    def watch_thresholds(self, thresholds: tuple[float, ...], sink: ThresholdSink) -> None:
+        """Have the store decide alert threshold crossings with each charge (atomically, so
+        one crossing is one event across every worker and host) and tell ``sink``."""
+        inner = getattr(self.store, "inner", self.store)
+        if not isinstance(inner, ThresholdWatch):
+            raise TypeError("this usage store cannot watch alert thresholds")
+        inner.watch_thresholds(thresholds, sink)
+        self.thresholds = tuple(sorted(thresholds))
 
     @property
     def window(self) -> Window:
@@ -31,26 +115,26 @@ class Ledger:
     ) -> RecordResult:
         if tokens < 0:
             raise ValueError("tokens must not be negative")
-        limit = await self.policy.limit_for(company_id)
+        limit = await self.limit_for(company_id)
         return await self.store.record(company_id, tokens, limit, dedupe=dedupe)
 
     async def snapshot(self, company_id: UUID) -> UsageSnapshot:
-        return await self.store.read(company_id, await self.policy.limit_for(company_id))
+        return await self.store.read(company_id, await self.limit_for(company_id))
 
     async def reserve(self, company_id: UUID, tokens: int) -> Reservation:
-        limit = await self.policy.limit_for(company_id)
+        limit = await self.limit_for(company_id)
         return await self.store.reserve(company_id, max(0, tokens), limit)
 
     async def settle(self, reservation: Reservation, actual: int) -> UsageSnapshot:
-        limit = await self.policy.limit_for(reservation.company_id)
+        limit = await self.limit_for(reservation.company_id)
         return await self.store.settle(reservation, max(0, actual), limit)
 
     async def release(self, reservation: Reservation) -> UsageSnapshot:
-        limit = await self.policy.limit_for(reservation.company_id)
+        limit = await self.limit_for(reservation.company_id)
         return await self.store.release(reservation, limit)
 
     async def extend(self, reservation: Reservation) -> bool:
-        limit = await self.policy.limit_for(reservation.company_id)
+        limit = await self.limit_for(reservation.company_id)
         return await self.store.extend(reservation, limit)
 
     async def buckets(self, company_id: UUID) -> list[tuple[float, int]]:

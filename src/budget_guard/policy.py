@@ -61,6 +61,13 @@ class BudgetPolicy:
             maxsize=provider_cache_size, ttl=provider_cache_ttl, timer=clock
         )
 
+    def source_of(self, company_id: UUID) -> str:
+        """Where :meth:`limit_for` takes this company's limit from (``config``, ``provider``
+        or ``default``); a provider that answered ``None`` still reads as ``provider``."""
+        if company_id in self.limits:
+            return "config"
+        return "provider" if self._provider is not None else "default"
+
     async def limit_for(self, company_id: UUID) -> int:
         limit = self.limits.get(company_id)
         if limit is not None:

@@ -14,6 +14,7 @@ import sys
 from typing import TextIO
 from uuid import UUID
 
+from budget_guard.alerts.settings import alert_thresholds
 from budget_guard.auth.guids import parse_guid
 from budget_guard.clock import Clock, system_clock
 from budget_guard.config import CONFIG_ENV, Settings, load_settings
@@ -21,6 +22,7 @@ from budget_guard.observability.logs import Redactor
 from budget_guard.observability.report import (
     UsageReport,
     format_duration,
+    format_thresholds,
     format_time,
     usage_report,
 )
@@ -95,6 +97,7 @@ def _companies(settings: Settings, named: str | None) -> list[UUID]:
 
 async def _reports(settings: Settings, companies: list[UUID], now: float) -> list[UsageReport]:
     ledger = settings.ledger()
+    ledger.thresholds = alert_thresholds(settings.table("alerts"))
     try:
         return [await usage_report(ledger, company, now) for company in companies]
     except StoreError:
@@ -127,6 +130,10 @@ def render_table(report: UsageReport) -> str:
     if snap.tokens_reserved:
         lines.append(f"  reserved    {snap.tokens_reserved:,} tokens (requests in flight)")
     lines.append(f"  frees up    {frees}")
+    if report.limit_override is not None:
+        lines.append(f"  limit       {report.limit_override:,} tokens (run-time, set by an admin)")
+    if report.alert_thresholds:
+        lines.append(f"  alerts at   {format_thresholds(report.alert_thresholds)}")
     if report.next_release_at is not None:
         lines.append(
             f"  next release {report.next_release_tokens:,} tokens at "

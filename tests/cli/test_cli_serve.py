@@ -132,6 +132,7 @@ def test_several_workers_share_one_budget_on_redis(tmp_path: Path, upstream: str
         ("[[auth.api_keys]]\nkey = 'k'\ncompany_id = 'nope'\n", "auth.api_keys"),
         ("[guard]\non_store_error = 'maybe'\n", "guard.on_store_error"),
         ("[proxy]\nupstream_url = 'ftp://x'\n", "proxy.upstream_url"),
+        ("[alerts]\nwebhooks = ['https://x/hook']\n", "alerts.secret"),
     ],
 )
 def test_a_bad_config_is_one_clear_line(tmp_path: Path, toml: str, names: str) -> None:

@@ -217,7 +217,7 @@ def test_malformed_events_are_skipped(counter: TokenCounter, o200k: tiktoken.Enc
 
 def test_overlong_lines_are_dropped_not_buffered() -> None:
     payloads: list[bytes] = []
-    decoder = SseDecoder(payloads.append, max_line_bytes=64)
+    decoder = SseDecoder(payloads.append, max_event_bytes=64)
     decoder.feed(b"data: first\n\n")
     decoder.feed(b"data: " + b"x" * 50)
     decoder.feed(b"y" * 50)  # past the limit: this line is dropped

@@ -20,7 +20,7 @@ from .conftest import COMPANY_A, KEY_A, guarded_proxy
 
 CHAT = [{"role": "user", "content": "Think hard, answer briefly."}]
 TEXT = "Forty-two."
-ASKING = GuardSettings(request_stream_usage=True)
+ASKING = GuardSettings()
 
 
 def _stream(url: str, **options: object) -> tuple[list[openai.types.chat.ChatCompletionChunk], str]:
@@ -55,11 +55,12 @@ async def test_a_client_that_asks_for_usage_still_gets_it() -> None:
         assert await _used(g.ledger) == 617
 
 
-async def test_off_by_default_the_body_is_unchanged_and_the_text_is_counted() -> None:
-    """The default hands the body on unchanged, as the guard promises; the cost is that a
-    stream without usage is counted with tiktoken, which cannot see reasoning tokens."""
+async def test_turned_off_the_body_is_unchanged_and_the_text_is_counted() -> None:
+    """Off, the body is handed on unchanged; the cost is that a stream without usage is
+    counted with tiktoken, which cannot see reasoning tokens."""
     upstream = ReasoningStreamUpstream(TEXT)
-    with serve(upstream) as url, guarded_proxy(url) as g:
+    off = GuardSettings(request_stream_usage=False)
+    with serve(upstream) as url, guarded_proxy(url, settings=off) as g:
         _, text = await asyncio.to_thread(_stream, g.url)
         assert "stream_options" not in upstream.bodies[0]
         body = json.dumps({"model": "o3", "messages": CHAT, "stream": True}).encode()
@@ -68,7 +69,7 @@ async def test_off_by_default_the_body_is_unchanged_and_the_text_is_counted() ->
 
 
 def test_the_setting_is_read_from_config_and_checked() -> None:
-    assert GuardSettings.from_table({"request_stream_usage": True}).request_stream_usage
-    assert not GuardSettings.from_table({}).request_stream_usage
+    assert GuardSettings.from_table({}).request_stream_usage  # on unless turned off
+    assert not GuardSettings.from_table({"request_stream_usage": False}).request_stream_usage
     with pytest.raises(ConfigError, match=r"guard\.request_stream_usage"):
         GuardSettings.from_table({"request_stream_usage": "yes"})

@@ -59,9 +59,13 @@ async def traffic(url: str) -> tuple[int, httpx.Response]:
         return upstream_total, refused
 
 
+# The stream is counted with tiktoken only when the guard does not ask for its usage.
+COUNTING_STREAMS = {"request_stream_usage": False}
+
+
 async def test_metrics_count_what_the_guard_did(upstream_url: str) -> None:
     ledger = memory_ledger()
-    with serve(guarded_app(upstream_url, ledger=ledger)) as url:
+    with serve(guarded_app(upstream_url, ledger=ledger, guard=COUNTING_STREAMS)) as url:
         upstream_total, _ = await traffic(url)
 
         async def both_recorded() -> bool:
@@ -109,7 +113,12 @@ async def test_metrics_count_what_the_guard_did(upstream_url: str) -> None:
 
 
 async def test_company_labels_when_turned_on(upstream_url: str) -> None:
-    app = guarded_app(upstream_url, ledger=memory_ledger(), observability={"company_labels": True})
+    app = guarded_app(
+        upstream_url,
+        ledger=memory_ledger(),
+        observability={"company_labels": True},
+        guard=COUNTING_STREAMS,
+    )
     with serve(app) as url:
         upstream_total, _ = await traffic(url)
 

@@ -26,6 +26,7 @@ from budget_guard.counting.encoding_lookup import (
     require_known_encoding,
 )
 from budget_guard.counting.errors import InvalidRequestBody
+from budget_guard.counting.json_body import JsonBody
 from budget_guard.counting.json_fields import get_bool, get_int, get_str
 from budget_guard.counting.meter import ResponseMeter
 from budget_guard.counting.output_collector import OutputCollector
@@ -33,7 +34,7 @@ from budget_guard.counting.prompt_request import (
     count_completions_request,
     count_embeddings_request,
 )
-from budget_guard.counting.response_bodies import EventStream, JsonBody
+from budget_guard.counting.response_bodies import EventStream
 from budget_guard.counting.responses_request import count_responses_request
 from budget_guard.counting.results import RequestTokens
 from budget_guard.counting.worker_pool import CountingPool, shared_pool

@@ -79,6 +79,7 @@ class ResponseMeter:
 
     @property
     def response_id(self) -> str | None:
+        """The id of the upstream object this response created (``OutputCollector``), if any."""
         collector = self._collector
         return None if collector is None else collector.response_id
 

@@ -15,6 +15,7 @@ from budget_guard.counting.encoding_lookup import count_text
 from budget_guard.counting.usage import UsageReport
 
 _FOLD_CHARS = 1 << 20
+MAX_RESPONSE_ID_CHARS = 256
 
 
 class OutputCollector:
@@ -39,8 +40,18 @@ class OutputCollector:
         # The stream sent its terminal event ([DONE], response.completed, message_stop): the
         # client has its whole answer now, whether or not the connection closes soon after.
         self.ended = False
-        # The id of the object the response created upstream (``resp_...``), if it names one.
+        # The id of the object the response created (``chatcmpl-…``, ``resp_…``, ``msg_…``):
+        # which company created which upstream object. None when the response names none.
         self.response_id: str | None = None
+
+    def note_response_id(self, value: object) -> None:
+        """Keep the first id seen, if it is a string of at most ``MAX_RESPONSE_ID_CHARS``."""
+        if (
+            self.response_id is None
+            and isinstance(value, str)
+            and 0 < len(value) <= MAX_RESPONSE_ID_CHARS
+        ):
+            self.response_id = value
 
     def add_text(self, key: Hashable, text: object) -> None:
         if not isinstance(text, str) or not text:
@@ -57,6 +68,12 @@ class OutputCollector:
     def counted_output_tokens(self) -> int:
         self._fold()
         return self._folded_tokens
+
+    def discard_text(self) -> None:
+        """Forget the text seen so far: the response it came in turned out unreadable."""
+        self._pieces.clear()
+        self._buffered_chars = 0
+        self._folded_tokens = 0
 
     def _fold(self) -> None:
         if not self._pieces:

@@ -1,9 +1,9 @@
-"""Where each supported API puts generated text and usage, in whole bodies and stream events.
+"""Where each supported API puts generated text, usage and the created object's id in a stream
+event. (Whole JSON bodies are read by path as they pass: see ``response_paths``.)
 
 Shapes are recognised by their keys rather than by the request's route, so a gateway that answers
-one API in another's shape is still understood: ``choices`` (Chat, Completions), ``output`` and
-``response.*`` events (Responses API), ``content`` blocks and ``message_*``/``content_block_*``
-events (Anthropic).
+one API in another's shape is still understood: ``choices`` chunks (Chat, Completions),
+``response.*`` events (Responses API), ``message_*``/``content_block_*`` events (Anthropic).
 """
 
 from __future__ import annotations
@@ -11,31 +11,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
-import orjson
-
 from budget_guard.counting.output_collector import OutputCollector
-
-
-def collect_response(collector: OutputCollector, body: dict[str, Any]) -> None:
-    usage = body.get("usage")
-    if isinstance(usage, dict):
-        collector.usage.merge(usage, final=True)
-    choices = body.get("choices")
-    if isinstance(choices, list):
-        for index, choice in enumerate(choices):
-            if isinstance(choice, dict):
-                _add_message(collector, index, choice.get("message"))
-                collector.add_text((index, "text"), choice.get("text"))
-    output = body.get("output")
-    if isinstance(output, list):
-        for index, item in enumerate(output):
-            if isinstance(item, dict):
-                _add_responses_item(collector, index, item)
-    content = body.get("content")
-    if isinstance(content, list) and body.get("type") == "message":
-        for index, block in enumerate(content):
-            if isinstance(block, dict):
-                _add_anthropic_block(collector, index, block)
 
 
 def _add_message(collector: OutputCollector, index: int, message: object) -> None:
@@ -75,37 +51,6 @@ def _add_call(collector: OutputCollector, key: tuple[Hashable, ...], call: objec
         collector.add_text((*key, "arguments"), call.get("arguments") or call.get("input"))
 
 
-def _add_responses_item(collector: OutputCollector, index: int, item: dict[str, Any]) -> None:
-    kind = item.get("type")
-    if kind == "message":
-        parts = item.get("content")
-        if isinstance(parts, list):
-            for part_index, part in enumerate(parts):
-                if isinstance(part, dict):
-                    collector.add_text(("out", index, part_index), part.get("text"))
-                    collector.add_text(("out", index, part_index), part.get("refusal"))
-    elif kind in ("function_call", "custom_tool_call"):
-        _add_call(collector, ("out", index), item)
-    elif kind == "reasoning":
-        summary = item.get("summary")
-        if isinstance(summary, list):
-            for part_index, part in enumerate(summary):
-                if isinstance(part, dict):
-                    collector.add_text(("sum", index, part_index), part.get("text"))
-
-
-def _add_anthropic_block(collector: OutputCollector, index: int, block: dict[str, Any]) -> None:
-    kind = block.get("type")
-    if kind == "text":
-        collector.add_text(("blk", index), block.get("text"))
-    elif kind == "thinking":
-        collector.add_text(("blk", index), block.get("thinking"))
-    elif kind in ("tool_use", "server_tool_use"):
-        collector.add_text(("blk", index, "name"), block.get("name"))
-        if "input" in block and block["input"] != {}:
-            collector.add_text(("blk", index), orjson.dumps(block["input"]).decode())
-
-
 def collect_event(collector: OutputCollector, event: dict[str, Any]) -> None:
     kind = event.get("type")
     if isinstance(kind, str):
@@ -114,6 +59,7 @@ def collect_event(collector: OutputCollector, event: dict[str, Any]) -> None:
             return
         if _add_anthropic_event(collector, kind, event):
             return
+    collector.note_response_id(event.get("id"))  # a chunk names its completion
     usage = event.get("usage")
     if isinstance(usage, dict):
         collector.usage.merge(usage, final=True)
@@ -133,6 +79,9 @@ def _add_choice_delta(collector: OutputCollector, choice: dict[str, Any], positi
 
 
 def _add_responses_event(collector: OutputCollector, kind: str, event: dict[str, Any]) -> None:
+    response = event.get("response")  # response.created and every other lifecycle event
+    if isinstance(response, dict):
+        collector.note_response_id(response.get("id"))
     output_index = event.get("output_index")
     if kind in ("response.output_text.delta", "response.refusal.delta"):
         collector.add_text(("out", output_index, event.get("content_index")), event.get("delta"))
@@ -149,7 +98,6 @@ def _add_responses_event(collector: OutputCollector, kind: str, event: dict[str,
             collector.add_text(("out", output_index, "name"), item.get("name"))
     elif kind in ("response.completed", "response.incomplete", "response.failed"):
         collector.ended = True
-        response = event.get("response")
         usage = response.get("usage") if isinstance(response, dict) else None
         if isinstance(usage, dict):
             collector.usage.merge(usage, final=True)
@@ -173,7 +121,10 @@ def _add_anthropic_event(collector: OutputCollector, kind: str, event: dict[str,
         return True
     if kind == "message_start":
         message = event.get("message")
-        usage = message.get("usage") if isinstance(message, dict) else None
+        if not isinstance(message, dict):
+            return True
+        collector.note_response_id(message.get("id"))
+        usage = message.get("usage")
         if isinstance(usage, dict):
             collector.usage.merge(usage, final=False)
         return True

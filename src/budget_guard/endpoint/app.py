@@ -143,13 +143,21 @@ class UsageEndpoint:
         *,
         settings: EndpointSettings | None = None,
         events: GuardEvents = NO_EVENTS,
+        limits_path: str | None = None,
     ) -> None:
+        """``limits_path``: where the admin limit routes are served, if they are, so that
+        the OpenAPI document lists them too."""
         self.ledger = ledger
         self.authenticator = authenticator
         self.settings = settings or EndpointSettings()
         self.events = events
         self._paths = PathTable(self.settings)
-        self._openapi_body = orjson.dumps(openapi_document(self.settings))
+        document = openapi_document(self.settings)
+        if limits_path is not None:
+            from budget_guard.endpoint.limits_openapi import add_limit_routes
+
+            add_limit_routes(document, self.settings, limits_path)
+        self._openapi_body = orjson.dumps(document)
 
     def __repr__(self) -> str:
         return f"UsageEndpoint(path={self.settings.path!r}, enabled={self.settings.enabled})"

@@ -272,21 +272,16 @@ class BudgetGuardMiddleware:
         for object_id in ids:
             try:
                 owner = await self.ledger.object_owner(object_id)
-            except (StoreError, ValueError) as exc:
-                if isinstance(exc, ValueError):
-                    owner = None
-                else:
-                    self.events.store_failed("owner")
-                    self.events.rejected(company, "store_unavailable")
-                    log.error("usage store unavailable, cannot check an object's owner: %s", exc)
-                    await send_openai_error(
-                        send,
-                        503,
-                        "The usage store is unavailable; nothing was sent upstream. Retry later.",
-                        type_="service_unavailable",
-                        code="budget_store_unavailable",
-                    )
-                    return False
+            except ValueError:  # not an id the guard could ever have remembered: nobody's
+                owner = None
+            except StoreError as exc:
+                # Unverifiable is refused whatever on_store_error says: serving it could
+                # hand one company another's object.
+                self.events.store_failed("object_owner")
+                self.events.rejected(company, "store_unavailable")
+                log.error("usage store unavailable, cannot check an object's owner: %s", exc)
+                await _send_store_unavailable(send)
+                return False
             if owner != company:
                 self.events.rejected(company, "not_found")
                 await send_openai_error(
@@ -418,13 +413,7 @@ class BudgetGuardMiddleware:
             if self.settings.on_store_error == "closed":
                 self.events.rejected(company, "store_unavailable")
                 log.error("usage store unavailable, refusing (fail-closed): %s", exc)
-                await send_openai_error(
-                    send,
-                    503,
-                    "The usage store is unavailable; nothing was sent upstream. Retry later.",
-                    type_="service_unavailable",
-                    code="budget_store_unavailable",
-                )
+                await _send_store_unavailable(send)
                 return None
             log.warning("usage store unavailable, serving (fail-open): %s", exc)
             return None, None
@@ -543,3 +532,13 @@ class BudgetGuardMiddleware:
             # Forgetting it only denies the company its own object later: never a leak.
             self.events.store_failed("remember_object")
             log.warning("the object company %s created could not be remembered: %s", company, exc)
+
+
+async def _send_store_unavailable(send: Send) -> None:
+    await send_openai_error(
+        send,
+        503,
+        "The usage store is unavailable; nothing was sent upstream. Retry later.",
+        type_="service_unavailable",
+        code="budget_store_unavailable",
+    )

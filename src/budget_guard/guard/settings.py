@@ -68,10 +68,12 @@ class GuardSettings:
     store again (a round trip that is most of the guard's cost). It widens the non-strict
     overshoot by what other workers record in that time. 0 reads the store every time."""
 
-    request_stream_usage: bool = False
+    request_stream_usage: bool = True
     """Ask the upstream for usage on streamed chat and completion requests that did not
     (``stream_options.include_usage``) and hide the extra usage chunk from the client, so
-    reasoning tokens are charged too. Off by default: it changes the body sent upstream."""
+    reasoning tokens are charged too. On by default: without it a tenant streaming a
+    reasoning model without usage pays for the visible text only. Off hands the body on
+    unchanged and counts such streams with tiktoken."""
 
     routes: tuple[Route, ...] = ()
     """``[[guard.routes]]``: routes forwarded besides the built-in metered and free ones,

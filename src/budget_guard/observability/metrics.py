@@ -304,6 +304,24 @@ class InstrumentedStore:
     async def object_owner(self, object_id: str) -> UUID | None:
         return await self._timed("object_owner", lambda: self.inner.object_owner(object_id))
 
+    async def limit_override(self, company_id: UUID) -> int | None:
+        return await self._timed(
+            "limit_override",
+            lambda: self.inner.limit_override(company_id),  # type: ignore[attr-defined]
+        )
+
+    async def set_limit_override(self, company_id: UUID, limit: int | None) -> int | None:
+        return await self._timed(
+            "set_limit_override",
+            lambda: self.inner.set_limit_override(company_id, limit),  # type: ignore[attr-defined]
+        )
+
+    async def limit_overrides(self) -> dict[UUID, int]:
+        return await self._timed(
+            "limit_overrides",
+            self.inner.limit_overrides,  # type: ignore[attr-defined]
+        )
+
     async def ping(self) -> None:
         await self._timed("ping", self.inner.ping)
 
@@ -315,4 +333,6 @@ def instrument_ledger(ledger: Ledger, metrics: PrometheusEvents) -> Ledger:
     """The same ledger (store, policy) with its store calls measured into ``metrics``."""
     if isinstance(ledger.store, InstrumentedStore):
         return ledger
-    return Ledger(InstrumentedStore(ledger.store, metrics), ledger.policy)
+    instrumented = Ledger(InstrumentedStore(ledger.store, metrics), ledger.policy)
+    instrumented.thresholds = ledger.thresholds  # the store itself is shared, and watched
+    return instrumented

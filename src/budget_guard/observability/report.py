@@ -40,6 +40,10 @@ class UsageReport:
     next_release_at: float | None
     """When the oldest usage still counting stops counting (``None``: no usage)."""
     next_release_tokens: int
+    limit_override: int | None = None
+    """The company's run-time limit, when an admin set one (it is the limit in force)."""
+    alert_thresholds: tuple[float, ...] = ()
+    """The ``[alerts]`` thresholds, as fractions of the limit (none when alerts are off)."""
 
     @property
     def company_id(self) -> UUID:
@@ -67,6 +71,8 @@ class UsageReport:
             "next_release": None
             if self.next_release_at is None
             else {"at": _iso(self.next_release_at), "tokens": self.next_release_tokens},
+            "limit_override": self.limit_override,
+            "alert_thresholds": list(self.alert_thresholds),
             "days": [{"date": d.day.isoformat(), "tokens": d.tokens} for d in self.days],
             "generated_at": _iso(self.generated_at),
         }
@@ -101,7 +107,14 @@ async def usage_report(ledger: Ledger, company_id: UUID, now: float) -> UsageRep
         generated_at=now,
         next_release_at=release_at,
         next_release_tokens=release_tokens,
+        limit_override=(await ledger.limit_info(company_id)).override,
+        alert_thresholds=ledger.thresholds,
     )
+
+
+def format_thresholds(thresholds: tuple[float, ...]) -> str:
+    """``80 %, 95 %, 100 % of the limit``"""
+    return ", ".join(f"{t * 100:g} %" for t in thresholds) + " of the limit"
 
 
 def format_time(t: float) -> str:

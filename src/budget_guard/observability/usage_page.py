@@ -40,6 +40,7 @@ from budget_guard.ledger import Ledger
 from budget_guard.observability.report import (
     UsageReport,
     format_duration,
+    format_thresholds,
     format_time,
     usage_report,
 )
@@ -296,6 +297,10 @@ def render_page(report: UsageReport, identity: Identity) -> str:
         ("Remaining", f'<span class="remaining">{_n(snap.tokens_remaining)}</span> tokens'),
         ("Budget frees up", _frees_text(report)),
     ]
+    if report.limit_override is not None:
+        rows.append(("Limit", f"{_n(report.limit_override)} tokens, set at run time by an admin"))
+    if report.alert_thresholds:
+        rows.append(("Alerts at", format_thresholds(report.alert_thresholds)))
     if snap.tokens_reserved:
         rows.insert(
             2, ("Reserved", f"{_n(snap.tokens_reserved)} tokens held by requests in flight")

@@ -7,6 +7,7 @@ reservation can be granted or refused atomically inside the store.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 from uuid import UUID
@@ -180,3 +181,71 @@ class UsageStore(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+# -- run-time limits and threshold alerts (issue 15) ------------------------------------------
+
+ThresholdSink = Callable[[UUID, float, UsageSnapshot], None]
+"""Told ``(company, threshold, snapshot after the crossing)`` once per crossing the store
+decided. Called on the event loop and must not block or raise (it hands off to a queue)."""
+
+
+def check_thresholds(thresholds: Iterable[float]) -> tuple[float, ...]:
+    """Sorted, distinct fractions of the limit in (0, 10]; at most :data:`MAX_THRESHOLDS`, so
+    the per-company "fired" set fits a small bitmask in the store."""
+    out: set[float] = set()
+    for value in thresholds:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("an alert threshold must be a number (a fraction of the limit)")
+        if not 0 < value <= 10:
+            raise ValueError("an alert threshold must be above 0 and at most 10")
+        out.add(float(value))
+    if len(out) > MAX_THRESHOLDS:
+        raise ValueError(f"at most {MAX_THRESHOLDS} alert thresholds")
+    return tuple(sorted(out))
+
+
+MAX_THRESHOLDS = 16
+
+
+def crossed_thresholds(
+    thresholds: tuple[float, ...], fired: int, before: int, after: int, limit: int
+) -> tuple[int, int]:
+    """The store-side rule, shared in spirit with ``usage.lua``: ``(new fired mask, mask of
+    thresholds crossed now)``. A threshold the usage was under before this charge is armed
+    again (the window moved, or the limit was raised), and one the usage is at or over after
+    it fires if armed. Nothing fires for a zero limit (every company would be "over" it)."""
+    if limit <= 0 or after <= before:
+        return fired, 0
+    crossed = 0
+    for i, threshold in enumerate(thresholds):
+        bit = 1 << i
+        at = threshold * limit
+        if before < at:
+            fired &= ~bit
+        if after >= at and not fired & bit:
+            fired |= bit
+            crossed |= bit
+    return fired, crossed
+
+
+@runtime_checkable
+class LimitOverrides(Protocol):
+    """Run-time per-company limits kept in the store, so every worker and host sees one value.
+    Optional: a store without these methods simply has no run-time overrides."""
+
+    async def limit_override(self, company_id: UUID) -> int | None: ...
+
+    async def set_limit_override(self, company_id: UUID, limit: int | None) -> int | None:
+        """Set (or with ``None`` clear) the override; returns the previous one, atomically."""
+        ...
+
+    async def limit_overrides(self) -> dict[UUID, int]: ...
+
+
+@runtime_checkable
+class ThresholdWatch(Protocol):
+    """A store that decides threshold crossings atomically with the charge (see
+    :func:`crossed_thresholds`); optional like :class:`LimitOverrides`."""
+
+    def watch_thresholds(self, thresholds: tuple[float, ...], sink: ThresholdSink) -> None: ...

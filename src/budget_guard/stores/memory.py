@@ -16,6 +16,7 @@ the keys callers choose), so one tenant minting fresh keys is refused on its own
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from array import array
@@ -35,12 +36,17 @@ from budget_guard.stores.base import (
     RecordResult,
     Reservation,
     StoreFull,
+    ThresholdSink,
     UsageOverflow,
     check_object_id,
     check_object_ttl,
+    check_thresholds,
+    crossed_thresholds,
     settle_dedupe,
 )
 from budget_guard.window import INT64_MAX, Window
+
+_log = logging.getLogger("budget_guard.stores.memory")
 
 DEFAULT_MAX_COMPANIES = 1_000_000
 DEFAULT_MAX_IDEMPOTENCY_KEYS = 1_000_000
@@ -63,7 +69,7 @@ class _NoEvictTTLCache(TTLCache[UUID, "_Account"]):
 
 
 class _Account:
-    __slots__ = ("head", "refreshed_at", "reservations", "reserved", "ring", "used")
+    __slots__ = ("fired", "head", "refreshed_at", "reservations", "reserved", "ring", "used")
 
     def __init__(self, size: int, head: int) -> None:
         self.ring = array("q", bytes(8 * size))
@@ -71,6 +77,7 @@ class _Account:
         self.used = 0
         self.reserved = 0
         self.refreshed_at = float("-inf")
+        self.fired = 0  # bitmask of the alert thresholds that fired and are not re-armed
         # reservation id -> (tokens, lapses at); insertion order is lapse order (one TTL).
         self.reservations: dict[str, tuple[int, float]] = {}
 
@@ -118,6 +125,9 @@ class MemoryStore:
             maxsize=max_objects, ttu=lambda _key, value, _now: value[1], timer=clock
         )
         self._lock = threading.Lock()
+        self._overrides: dict[UUID, int] = {}
+        self._thresholds: tuple[float, ...] = ()
+        self._sink: ThresholdSink | None = None
 
     # -- internals -------------------------------------------------------------------------
 
@@ -176,16 +186,42 @@ class MemoryStore:
             frees_at = window.frees_at(acct.used, limit, acct.head, slots)
         return UsageSnapshot(company_id, acct.used, limit, window.days, acct.reserved, frees_at)
 
-    def _add(self, company_id: UUID, tokens: int, now: float) -> _Account | None:
+    def _add(
+        self,
+        company_id: UUID,
+        tokens: int,
+        now: float,
+        limit: int = 0,
+        crossed: list[float] | None = None,
+    ) -> _Account | None:
+        """Charge ``tokens``; the alert thresholds it crossed are appended to ``crossed``."""
         acct = self._account(company_id, now, create=tokens > 0)
         if acct is None or tokens == 0:
             return acct
         if acct.used + tokens > INT64_MAX:
             raise UsageOverflow("recording would take the total beyond Int64")
         acct.ring[acct.head % self._size] += tokens
+        before = acct.used
         acct.used += tokens
+        if self._thresholds:
+            acct.fired, mask = crossed_thresholds(
+                self._thresholds, acct.fired, before, acct.used, limit
+            )
+            if mask and crossed is not None:
+                crossed.extend(t for i, t in enumerate(self._thresholds) if mask & (1 << i))
         self._keep(company_id, acct, now)
         return acct
+
+    def _announce(self, company_id: UUID, crossed: list[float], snap: UsageSnapshot | None) -> None:
+        """Tell the sink outside the lock; a sink that fails never fails the charge."""
+        sink = self._sink
+        if sink is None or snap is None:
+            return
+        for threshold in crossed:
+            try:
+                sink(company_id, threshold, snap)
+            except Exception:  # alerts never fail a guarded request
+                _log.exception("alert sink failed")
 
     def _keep(self, company_id: UUID, acct: _Account, now: float) -> None:
         """Refresh the company's time to live, at most once a bucket (re-inserting into
@@ -252,10 +288,24 @@ class MemoryStore:
     async def record(
         self, company_id: UUID, tokens: int, limit: int, *, dedupe: Dedupe | None = None
     ) -> RecordResult:
+        crossed: list[float] = []
+        result = self._record(company_id, tokens, limit, dedupe, crossed)
+        if crossed:
+            self._announce(company_id, crossed, result.snapshot)
+        return result
+
+    def _record(
+        self,
+        company_id: UUID,
+        tokens: int,
+        limit: int,
+        dedupe: Dedupe | None,
+        crossed: list[float],
+    ) -> RecordResult:
         with self._lock:
             now = self._clock()
             if dedupe is None:
-                acct = self._add(company_id, tokens, now)
+                acct = self._add(company_id, tokens, now, limit, crossed)
                 return RecordResult(self._snapshot(company_id, acct, limit))
             self._forget_lapsed_keys(now)
             k = (company_id, dedupe.key)
@@ -270,7 +320,7 @@ class MemoryStore:
                 current = self._snapshot(company_id, acct, limit)
                 return RecordResult(current.as_first_answer(seen[1], seen[2]), replayed=True)
             self._admit_key(company_id, dedupe, now)
-            acct = self._add(company_id, tokens, now)
+            acct = self._add(company_id, tokens, now, limit, crossed)
             snap = self._snapshot(company_id, acct, limit)
             entry = (dedupe.fingerprint, snap.tokens_used, limit, now + dedupe.ttl, dedupe.bounded)
             self._remember_key(k, entry, dedupe.ttl)
@@ -372,6 +422,31 @@ class MemoryStore:
 
     async def ping(self) -> None:
         return None
+
+    # -- run-time limits and threshold alerts ---------------------------------------------
+
+    async def limit_override(self, company_id: UUID) -> int | None:
+        return self._overrides.get(company_id)
+
+    def peek_limit_override(self, company_id: UUID) -> int | None:
+        """:meth:`limit_override` without an await, for the request path (a dict read)."""
+        return self._overrides.get(company_id)
+
+    async def set_limit_override(self, company_id: UUID, limit: int | None) -> int | None:
+        with self._lock:
+            if limit is None:
+                return self._overrides.pop(company_id, None)
+            old = self._overrides.get(company_id)
+            self._overrides[company_id] = limit
+            return old
+
+    async def limit_overrides(self) -> dict[UUID, int]:
+        with self._lock:
+            return dict(self._overrides)
+
+    def watch_thresholds(self, thresholds: tuple[float, ...], sink: ThresholdSink) -> None:
+        self._thresholds = check_thresholds(thresholds)
+        self._sink = sink
 
     async def aclose(self) -> None:
         return None

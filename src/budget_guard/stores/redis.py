@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from importlib.resources import files
@@ -40,15 +41,18 @@ from budget_guard.stores.base import (
     Reservation,
     StoreError,
     StoreUnavailable,
+    ThresholdSink,
     UsageOverflow,
     check_object_id,
     check_object_ttl,
+    check_thresholds,
     settle_dedupe,
 )
 from budget_guard.stores.resp import LeanScript
 from budget_guard.stores.restarts import RestartWatch
 from budget_guard.window import Window
 
+_log = logging.getLogger("budget_guard.stores.redis")
 _SCRIPT = files("budget_guard.stores").joinpath("usage.lua").read_text(encoding="utf-8")
 
 try:
@@ -121,6 +125,10 @@ class RedisStore:
         # it once, before its first call.
         self._topology_pending = isinstance(client, RedisCluster)
         self._topology_lock = asyncio.Lock()
+        self._overrides_key = f"{prefix}limits"
+        self._thresholds: tuple[float, ...] = ()
+        self._thresholds_word = ""
+        self._sink: ThresholdSink | None = None
 
     @classmethod
     def from_url(
@@ -223,7 +231,7 @@ class RedisStore:
         bound = self._max_company_keys if dedupe and dedupe.bounded else 0
         numbers = (
             f"{op} {int(self._clock() * 1000)} {self._bucket_ms} {self._n} {limit} {tokens} "
-            f"{self._reservation_ttl_ms} {dedupe_ms} {bound}"
+            f"{self._reservation_ttl_ms} {dedupe_ms} {bound}{self._thresholds_word}"
         )
         args = (numbers, reservation_id, dedupe.fingerprint if dedupe else "")
         keys = (usage, held_at, held, dedupe_key, live_keys)
@@ -241,8 +249,25 @@ class RedisStore:
             raise self._failure(exc, "the usage script") from None
         self._restarts.store_answered()
         if isinstance(reply, str):  # the common case: "status used reserved frees"
-            return [*reply.split(" "), ""]
+            words = reply.split(" ")
+            if len(words) > 4:  # "... crossed_mask": this charge crossed alert thresholds
+                self._announce(company_id, limit, int(words.pop()), words)
+            return [*words, ""]
         return reply  # type: ignore[no-any-return]
+
+    def _announce(self, company_id: UUID, limit: int, mask: int, words: list[str]) -> None:
+        """Tell the sink of each threshold the script said this charge crossed; a sink that
+        fails never fails the charge (the script has already run)."""
+        sink = self._sink
+        if sink is None:
+            return
+        snap = self._snapshot(company_id, limit, [*words, ""])
+        for i, threshold in enumerate(self._thresholds):
+            if mask & (1 << i):
+                try:
+                    sink(company_id, threshold, snap)
+                except Exception:  # alerts never fail a guarded request
+                    _log.exception("alert sink failed")
 
     def _failure(self, exc: Exception, what: str) -> StoreUnavailable:
         """What a failed call is reported as: always :class:`StoreUnavailable`, so that
@@ -414,6 +439,53 @@ class RedisStore:
         except ValueError:  # not written by us: an unknown owner is no owner (denied)
             return None
 
+    # -- run-time limits and threshold alerts ---------------------------------------------
+    # Overrides are one hash for all companies ("<prefix>limits": company hex -> limit): one
+    # key, so plain single-key commands work on Redis Cluster too, and listing is one HGETALL.
+
+    async def limit_override(self, company_id: UUID) -> int | None:
+        client, key = self._client, self._overrides_key
+        value = await self._command("limit_override", lambda: client.hget(key, company_id.hex))
+        return _as_limit(value)
+
+    async def set_limit_override(self, company_id: UUID, limit: int | None) -> int | None:
+        """``HGET`` and ``HSET``/``HDEL`` in one MULTI, so the old value returned is the one
+        this change replaced even when two admins race."""
+        client, key, field = self._client, self._overrides_key, company_id.hex
+
+        async def swap() -> list[Any]:
+            pipe = client.pipeline(transaction=True)
+            pipe.hget(key, field)
+            if limit is None:
+                pipe.hdel(key, field)
+            else:
+                pipe.hset(key, field, str(limit))
+            return await pipe.execute()  # type: ignore[no-any-return]
+
+        replies = await self._command("set_limit_override", swap)
+        return _as_limit(replies[0])
+
+    async def limit_overrides(self) -> dict[UUID, int]:
+        client, key = self._client, self._overrides_key
+        values: dict[str, str] = await self._command("limit_overrides", lambda: client.hgetall(key))
+        out: dict[UUID, int] = {}
+        for field, value in values.items():
+            limit = _as_limit(value)
+            try:
+                company = UUID(hex=field)
+            except ValueError:  # not written by us: ignored, like an unknown object owner
+                continue
+            if limit is not None:
+                out[company] = limit
+        return out
+
+    def watch_thresholds(self, thresholds: tuple[float, ...], sink: ThresholdSink) -> None:
+        self._thresholds = check_thresholds(thresholds)
+        self._thresholds_word = (
+            " " + ",".join(repr(t) for t in self._thresholds) if self._thresholds else ""
+        )
+        self._sink = sink
+
     async def ping(self) -> None:
         """Also checks (and on first use writes) the restart marker."""
         try:
@@ -428,3 +500,10 @@ class RedisStore:
         if self._lean is not None:
             await self._lean.aclose()
         await self._client.aclose()
+
+
+def _as_limit(value: object) -> int | None:
+    """A stored override, or ``None`` for none (or for a value this code did not write)."""
+    if not isinstance(value, str) or not value.isdigit():
+        return None
+    return int(value)

@@ -8,9 +8,10 @@
 --         company's slot so that the script runs on Redis Cluster)
 -- KEYS[5] zset of the company's live bounded dedupe keys (member: the digest ending KEYS[4])
 --         scored by the time (ms) they lapse; its size is checked against key_bound
--- ARGV[1] "op now_ms bucket_ms n limit tokens reservation_ttl_ms dedupe_ttl_ms key_bound"
---         (one string: encoding and sending one argument is cheaper than nine); key_bound 0
---         means the dedupe key is the system's own and is neither counted nor refused
+-- ARGV[1] "op now_ms bucket_ms n limit tokens reservation_ttl_ms dedupe_ttl_ms key_bound
+--         [thresholds]" (one string: encoding and sending one argument is cheaper than nine);
+--         key_bound 0 means the dedupe key is the system's own and is neither counted nor
+--         refused; thresholds (optional) are the alert fractions of the limit, comma-separated
 -- ARGV[2] reservation id, ARGV[3] dedupe fingerprint
 --
 -- Arithmetic on totals is done with HINCRBY (exact Int64 in C) and totals are returned as the
@@ -18,6 +19,7 @@
 -- Returns "status used reserved frees" (frees: a time in ms, "never", or "-"), or on a
 -- dedupe replay {"replay", used, reserved, frees, stored first answer}, or for a new bounded
 -- key of a company at its bound "keys live_keys oldest_lapse_ms" (nothing recorded).
+-- When a charge crosses alert thresholds, the status string ends with " <crossed mask>".
 
 local usage, held_at, held, dedupe, live_keys = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local a = {}
@@ -176,7 +178,30 @@ elseif op == 'extend' then
   end
 end
 
--- 3. The snapshot. When over the limit, find when the window frees enough (walk the live
+-- 3. Alert thresholds (only when the caller passes them): field "a" of the usage hash is the
+--    bitmask of thresholds that fired. Decided here, with the charge, so exactly one caller
+--    on any host hears of a crossing. A threshold the usage was under before this charge is
+--    armed again (the window moved, or the limit was raised); one it is at or over after it
+--    fires if armed. The hash vanishes with the usage, and the mask with it.
+local crossed = ''
+if a[10] and not replay and status == 'ok' and (op == 'record' or op == 'settle')
+    and tokens ~= '0' and limit > 0 then
+  local after = tonumber(redis.call('HGET', usage, 'u') or '0')
+  local before = after - tonumber(tokens)
+  local fired = tonumber(redis.call('HGET', usage, 'a') or '0')
+  local mask, new, bit = fired, 0, 1
+  for t in string.gmatch(a[10], '[^,]+') do
+    local at = tonumber(t) * limit
+    local set = mask % (2 * bit) >= bit
+    if set and before < at then mask, set = mask - bit, false end
+    if not set and after >= at then mask, new = mask + bit, new + bit end
+    bit = bit * 2
+  end
+  if mask ~= fired then redis.call('HSET', usage, 'a', mask) end
+  if new > 0 then crossed = ' ' .. new end
+end
+
+-- 4. The snapshot. When over the limit, find when the window frees enough (walk the live
 --    buckets oldest first; only on this path, so the common path stays O(1)).
 local used_s, reserved_s
 if op == 'record' and used_now and not reserved_changed then
@@ -204,4 +229,4 @@ end
 if replay then
   return {'replay', used_s, reserved_s, frees, replay}
 end
-return status .. ' ' .. used_s .. ' ' .. reserved_s .. ' ' .. frees
+return status .. ' ' .. used_s .. ' ' .. reserved_s .. ' ' .. frees .. crossed
