@@ -401,14 +401,43 @@ def _figures(results: dict[str, dict[int, dict[str, Any]]], notes: dict[str, str
                 baseline=litellm_held,
                 baseline_label=LITELLM,
                 target=Target.ratio(">=", 10.0),
-                # LiteLLM holding none of the steps: the ratio is at least the smallest step.
-                ratio=guard_held / litellm_held if litellm_held else math.inf,
+                # LiteLLM holding no step: the ratio is unbounded only if the guard held one.
+                ratio=guard_held / litellm_held
+                if litellm_held
+                else (math.inf if guard_held else math.nan),
                 detail={"steps": results[LITELLM]},
             )
         )
+        figures.extend(_against_litellm(results.get(MEMORY, {}), results[LITELLM]))
     else:
         figures.append(Figure.unavailable("streams: LiteLLM proxy", "SKIP", notes.get(LITELLM, "")))
     return figures
+
+
+def _against_litellm(guard: dict[int, Any], litellm: dict[int, Any]) -> list[Figure]:
+    """What a stream costs in LiteLLM against the guard at the smallest step both ran: CPU
+    per chunk and memory per open stream (steadier than held counts on a busy machine)."""
+    common = sorted(set(guard) & set(litellm))
+    if not common:
+        return []
+    at = common[0]
+    return [
+        Figure(
+            f"LiteLLM CPU per chunk against the guard's (memory), {at:,} streams",
+            litellm[at]["cpu_us_per_chunk"],
+            "us",
+            baseline=guard[at]["cpu_us_per_chunk"],
+            baseline_label="guard, memory",
+            detail={"completed": litellm[at]["completed"], "streams": at},
+        ),
+        Figure(
+            f"LiteLLM RSS per open stream against the guard's (memory), {at:,} streams",
+            litellm[at]["rss_per_stream_bytes"],
+            "B",
+            baseline=guard[at]["rss_per_stream_bytes"],
+            baseline_label="guard, memory",
+        ),
+    ]
 
 
 def _largest_common(steps: dict[int, Any], other: dict[int, Any]) -> int | None:

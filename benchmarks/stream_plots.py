@@ -21,15 +21,16 @@ def plot_streams(path: Path, results: Mapping[str, Steps], bound_ms: float) -> N
     chunk; right: resident memory per open stream. One line per target."""
     figure, axes = plt.subplots(1, 3, figsize=(17, 4.6))
     latency, cpu, memory = axes
-    for label, steps in results.items():
+    for index, (label, steps) in enumerate(results.items()):
+        style = {"marker": "o", "label": label, "color": f"C{index}"}  # one colour per target
         ns = sorted(steps)
-        latency.plot(ns, [steps[n]["latency_ms"]["99.0"] for n in ns], marker="o", label=label)
+        latency.plot(ns, [steps[n]["latency_ms"]["99.0"] for n in ns], **style)
         cpu_values = [steps[n]["cpu_us_per_chunk"] for n in ns]
         if not all(math.isnan(v) for v in cpu_values):
-            cpu.plot(ns, cpu_values, marker="o", label=label)
+            cpu.plot(ns, cpu_values, **style)
         rss = [steps[n]["rss_per_stream_bytes"] / 1024 for n in ns]
         if not all(math.isnan(v) for v in rss):
-            memory.plot(ns, rss, marker="o", label=label)
+            memory.plot(ns, rss, **style)
     latency.axhline(bound_ms, color="gray", linestyle="--", linewidth=1)
     latency.set_yscale("log")
     latency.set_ylabel("chunk latency p99 (ms, log scale)")
