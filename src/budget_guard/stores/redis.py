@@ -100,7 +100,8 @@ class RedisStore:
         :class:`IdempotencyKeysExhausted` for that company alone.
 
         ``script_transport``: runs the usage script instead of ``client`` (see ``resp.py``:
-        the same ``EVALSHA`` at a fifth of redis-py's CPU); ``client`` serves the rest."""
+        the same ``EVALSHA`` at a third to a seventh of redis-py's CPU); ``client`` serves
+        the rest."""
         self.window = window or Window()
         self._client = client
         self._prefix = prefix
