@@ -66,6 +66,8 @@ LATENCY_BOUND_MS = float(os.environ.get("BENCH_STREAMS_P99_MS", "5"))
 """Issue 16's bound; ``BENCH_STREAMS_P99_MS`` changes it where the machine is too busy for
 any target to hold it (the table shows every step regardless)."""
 GIVE_UP_MS = 2_000.0
+FULL_STEPS = (100, 500, 1_000, 2_000, 5_000)
+"""Concurrent streams per step; ``BENCH_STREAMS_STEPS`` (comma-separated) overrides."""
 WARMUP_STREAMS = 2
 
 UPSTREAM = "upstream alone"
@@ -79,7 +81,9 @@ GUARDS = (MEMORY, REDIS, STRICT)
 
 class _Sizes:
     def __init__(self, ctx: Context) -> None:
-        self.steps = (6,) if ctx.smoke else (100, 500, 1_000, 2_000, 5_000)
+        steps = os.environ.get("BENCH_STREAMS_STEPS")  # e.g. "100,250,500"
+        full = tuple(int(n) for n in steps.split(",")) if steps else FULL_STEPS
+        self.steps = (6,) if ctx.smoke else full
         self.stream_seconds = 0.2 if ctx.smoke else 8.0
         self.ramp_seconds = 0.1 if ctx.smoke else 3.0
 
