@@ -55,8 +55,22 @@ async def _fixed_json(request: Request) -> Response:
     return Response(FIXED_BODY, media_type="application/json")
 
 
-def proxy_app(upstream: str, store_url: str, prefix: str, *, strict: bool, bare: bool) -> ASGIApp:
-    """The guarded proxy as the command builds it, or the same routes without the guard."""
+def proxy_app(
+    upstream: str,
+    store_url: str,
+    prefix: str,
+    *,
+    strict: bool,
+    bare: bool,
+    connections: int | None = None,
+    redis_py: bool = False,
+) -> ASGIApp:
+    """The guarded proxy as the command builds it, or the same routes without the guard;
+    ``connections`` raises the upstream pool (``[proxy] max_connections``) for many streams;
+    ``redis_py`` runs the usage script over redis-py as before the lean transport (a
+    benchmark-only switch, to compare the two in one run)."""
+    if redis_py:
+        _use_redis_py_for_scripts()
     from budget_guard.app import build_app
     from budget_guard.config import settings_from_mapping
 
@@ -71,6 +85,7 @@ def proxy_app(upstream: str, store_url: str, prefix: str, *, strict: bool, bare:
                 "strict": strict,
                 "routes": [{"method": "GET", "path": UNMETERED_PATH, "charge": "free"}],
             },
+            **({"proxy": {"max_connections": connections}} if connections else {}),
         }
     )
     guarded = build_app(settings, upstream_url=upstream)
@@ -81,9 +96,21 @@ def proxy_app(upstream: str, store_url: str, prefix: str, *, strict: bool, bare:
     return guarded
 
 
-def _serve(app: ASGIApp, port: int) -> None:
+def _use_redis_py_for_scripts() -> None:
+    from functools import partial
+
+    from budget_guard.stores.redis import RedisStore
+
+    from_url = RedisStore.from_url
+    RedisStore.from_url = partial(from_url, lean_script=False)  # type: ignore[method-assign]
+
+
+def _serve(app: ASGIApp, port: int, connections: int | None = None) -> None:
     import uvicorn
 
+    if connections:
+        _serve_bounded(app, port, connections)
+        return
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -96,6 +123,31 @@ def _serve(app: ASGIApp, port: int) -> None:
     )
 
 
+def _serve_bounded(app: ASGIApp, port: int, connections: int) -> None:
+    """Serve as ``budget-guard serve`` does (httptools, the connection-bounding protocol, the
+    descriptor limit raised), with ``[server] max_connections`` at ``connections``."""
+    import uvicorn
+
+    from budget_guard.connections import BoundedConfig, ConnectionBounds
+    from budget_guard.descriptors import raise_descriptor_limit
+
+    limit = raise_descriptor_limit()
+    if limit < 2 * connections + 512:
+        raise SystemExit(f"descriptor limit {limit} too low for {connections} streams")
+    config = BoundedConfig(
+        app,
+        bounds=ConnectionBounds(max_connections=connections),
+        keep_alive_seconds=60,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        backlog=4096,
+    )
+    uvicorn.Server(config).run()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("role", choices=["upstream", "proxy"])
@@ -105,14 +157,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--prefix", default="budget-guard-bench:", help="Redis key prefix")
     parser.add_argument("--strict", action="store_true", help="reserve + settle")
     parser.add_argument("--bare", action="store_true", help="the same app without the guard")
+    parser.add_argument("--redis-py", action="store_true", help="script over redis-py")
+    parser.add_argument(
+        "--connections", type=int, help="serve bounded, client and upstream connections at N"
+    )
     args = parser.parse_args(argv)
     if args.role == "upstream":
         from budget_guard.demo_upstream import create_demo_upstream
 
         _serve(create_demo_upstream(), args.port)
     else:
-        app = proxy_app(args.upstream, args.store, args.prefix, strict=args.strict, bare=args.bare)
-        _serve(app, args.port)
+        app = proxy_app(
+            args.upstream,
+            args.store,
+            args.prefix,
+            strict=args.strict,
+            bare=args.bare,
+            connections=args.connections,
+            redis_py=args.redis_py,
+        )
+        _serve(app, args.port, args.connections)
 
 
 # -- the parent's side -------------------------------------------------------------------------
@@ -135,6 +199,17 @@ def process_cpu_seconds(pid: int) -> float:
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def process_rss_bytes(pid: int) -> float:
+    """Resident memory of process ``pid`` now (Linux ``/proc``), NaN when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
 class ServerProcess:
@@ -175,6 +250,9 @@ class ServerProcess:
     def cpu_seconds(self) -> float:
         return process_cpu_seconds(self._process.pid)
 
+    def rss_bytes(self) -> float:
+        return process_rss_bytes(self._process.pid)
+
     def stop(self) -> None:
         if self._process.poll() is None:
             self._process.terminate()
@@ -208,9 +286,13 @@ def proxy_server(
     prefix: str = "budget-guard-bench:",
     strict: bool = False,
     bare: bool = False,
+    connections: int | None = None,
+    redis_py: bool = False,
 ) -> ServerProcess:
     args = ["proxy", "--upstream", upstream, "--store", store, "--prefix", prefix]
     args += ["--strict"] * strict + ["--bare"] * bare
+    args += ["--connections", str(connections)] if connections else []
+    args += ["--redis-py"] * redis_py
     return ServerProcess(name, args, "/healthz")
 
 

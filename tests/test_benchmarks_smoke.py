@@ -34,4 +34,5 @@ def test_benchmark_suite_runs_at_smoke_size_and_prints_its_table(tmp_path: Path)
     groups = {figure["group"] for figure in saved["figures"]}
     groups_expected = {"stores", "footprint", "history", "counting", "counting-offload", "metering"}
     assert groups_expected <= groups
+    assert {"streams", "redis-client", "prompt-sizes"} <= groups
     assert not (tmp_path / "latest.json").exists()  # a smoke run never poses as real figures
