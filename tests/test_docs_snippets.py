@@ -41,6 +41,7 @@ ENVIRONMENT = {
     "ADMIN_KEY": "bg-admin-docs-test-1",
     "SERVICE_KEY": "bg-service-docs-test-1",
     "JWT_SECRET": "docs-test-jwt-secret-0123456789abcdef",
+    "BUDGET_GUARD_WEBHOOK_SECRET": "docs-test-webhook-secret",
 }
 
 

@@ -71,7 +71,7 @@ def test_totals_stay_exact_far_beyond_a_double() -> None:
 @pytest.mark.parametrize(
     ("budget", "message"),
     [
-        ({"weights": {"inputs": 1}}, "budget.weights.inputs: unknown token type"),
+        ({"weights": {"inputs": 1}}, "budget.weights.inputs: unknown key; did you mean input"),
         ({"weights": {"output": "4"}}, "budget.weights.output: must be a number"),
         ({"weights": {"output": True}}, "budget.weights.output: must be a number"),
         ({"weights": {"output": -1}}, "budget.weights.output: must be between 0 and"),

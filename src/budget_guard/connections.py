@@ -278,7 +278,10 @@ class _Bounded(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        if self._head_deadline is not None:
+        cycle = self.cycle
+        if self._head_deadline is not None and (cycle is None or not cycle.more_body):
+            # Only bytes between messages are a head; the rest of a body the app answered
+            # before reading (a 413 on its declared length) is the parser's to discard.
             self._head_bytes += len(data)
         super().data_received(data)  # type: ignore[misc]
         self._track()

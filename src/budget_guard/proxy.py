@@ -484,6 +484,18 @@ def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TimeoutException)
 
 
+try:  # httpx-aiohttp reports a failed connect as ConnectTimeout; its cause says what it was
+    from aiohttp import ClientConnectorError as _AiohttpConnectFailed
+except ImportError:  # pragma: no cover - aiohttp comes with httpx-aiohttp
+    _AiohttpConnectFailed = ConnectionRefusedError  # type: ignore[assignment,misc]
+
+_CONNECT_FAILURES = (
+    ConnectionRefusedError,
+    socket.gaierror,
+    httpx.ConnectError,
+    _AiohttpConnectFailed,
+)
+
 UPSTREAM_MAY_BILL = b"x-budget-guard-upstream-may-bill"
 """On the proxy's own 502/504: the request may have reached the upstream, which bills a
 generation it finished after the proxy stopped waiting. The guard charges such a request its
@@ -491,15 +503,18 @@ counted prompt (and removes the header); only a request that never got through i
 
 
 def _never_reached(exc: BaseException) -> bool:
-    """Whether the upstream certainly never received the request: the connection was
-    refused, or the host could not be resolved. Any other failure (a read timeout, a dropped
-    connection) may have come after the upstream started, and billed, its answer."""
-    innermost = exc
-    while innermost.__cause__ is not None:
-        innermost = innermost.__cause__
-    if isinstance(innermost, ConnectionRefusedError | socket.gaierror):
-        return True
-    return isinstance(exc, httpx.ConnectError) and isinstance(innermost, OSError)
+    """Whether the upstream certainly never received the request: connecting failed (the
+    connection was refused, the host could not be resolved). Any other failure (a read
+    timeout, a dropped connection) may have come after the upstream started, and billed, its
+    answer. Transports wrap the cause differently, so the whole chain is looked at."""
+    seen: BaseException | None = exc
+    for _ in range(16):  # a chain is a few links; never loop on a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, _CONNECT_FAILURES):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 async def _send_upstream_error(send: Send, exc: BaseException, request: httpx.Request) -> None:

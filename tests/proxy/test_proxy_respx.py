@@ -78,10 +78,10 @@ def test_upstream_hop_by_hop_headers_do_not_reach_the_client(
         "trailer",
         "alt-svc",
         "set-cookie",
+        "x-ratelimit-remaining-tokens",  # the shared key's counters: other tenants' traffic
     ):
         assert stripped not in response.headers, stripped
     assert response.headers["x-request-id"] == "req_123"
-    assert response.headers["x-ratelimit-remaining-tokens"] == "9000"
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ ServiceStack's ResponseStatus on the usage endpoint), never a 5xx, and none is c
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import httpx
@@ -25,6 +26,7 @@ from tests.security.sec_support import (
     bearer,
     guarded_server,
     raw_exchange,
+    read_answer,
     request_head,
     tokens_used,
 )
@@ -81,6 +83,24 @@ def test_oversized_bodies_that_declare_their_length_get_413(client: httpx.Client
             client, "POST", path, content=b"x" * (cap + 1), headers={**bearer(KEY_A), **JSON}
         )
         refused(response, 413)
+
+
+@pytest.mark.parametrize("path,cap", [(CHAT, GUARD_BODY_CAP), (ENDPOINT, ENDPOINT_BODY_CAP)])
+def test_a_body_answered_before_it_is_read_is_not_taken_for_the_next_head(
+    target: Target, path: str, cap: int
+) -> None:
+    """The 413 leaves on the declared length, before the body is read; the body that then
+    arrives is the server's to discard, not a 16 KiB "request head" (431), and the kept-alive
+    connection serves the next request."""
+    body = b"x" * (cap + 1)
+    head = request_head("POST", path, target.port, {**bearer(KEY_A), **JSON}, body_length=len(body))
+    with socket.create_connection(("127.0.0.1", target.port), timeout=10) as sock:
+        sock.sendall(head)
+        assert read_answer(sock, timeout=10).status == 413
+        sock.sendall(body)
+        sock.sendall(request_head("GET", "/healthz", target.port))
+        answer = read_answer(sock, timeout=10)
+    assert answer.status == 200, answer
 
 
 @pytest.mark.parametrize("path,cap", [(CHAT, GUARD_BODY_CAP), (ENDPOINT, ENDPOINT_BODY_CAP)])

@@ -220,9 +220,11 @@ _LEADING_SPACE = re.compile(rb"[ \t\r\n]*")
 
 def _looks_like_json(body: bytes, content_type: str | None) -> bool:
     """Labelled JSON, or starting like JSON (or with a BOM) whatever its label says."""
+    start = _LEADING_SPACE.match(body).end()  # type: ignore[union-attr]
+    if start == len(body):
+        return False  # nothing to read, whatever the label says
     if content_type is not None and "json" in content_type.lower():
         return True
-    start = _LEADING_SPACE.match(body).end()  # type: ignore[union-attr]
     return body[start : start + 1] in (b"{", b"[") or body.startswith(_BOM, start)
 
 
