@@ -9,6 +9,7 @@ embedded store is read directly: it lives in this process, so there is nothing t
 
 from __future__ import annotations
 
+import asyncio
 from uuid import UUID
 
 from cachetools import TTLCache
@@ -48,6 +49,7 @@ class OverrideReader:
             if self.supported and store.remote and ttl > 0
             else None
         )
+        self._reading: dict[UUID, asyncio.Future[int | None]] = {}
 
     def known(self, company_id: UUID) -> int | None:
         """The override when it can be told without a store call, else :data:`MISS`: the
@@ -71,11 +73,30 @@ class OverrideReader:
         cached = cache.get(company_id)
         if cached is not None:
             return None if cached == _NONE else cached
-        value: int | None = await self._store.limit_override(company_id)  # type: ignore[attr-defined]
-        cache[company_id] = _NONE if value is None else value
+        # One read per company in flight: a burst of a company's first requests waits for
+        # it rather than queueing one round trip each on the store's connection pool.
+        pending = self._reading.get(company_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._read(company_id))
+            pending.add_done_callback(_retrieved)  # every waiter may have been cancelled
+            self._reading[company_id] = pending
+        return await asyncio.shield(pending)
+
+    async def _read(self, company_id: UUID) -> int | None:
+        try:
+            value: int | None = await self._store.limit_override(company_id)  # type: ignore[attr-defined]
+        finally:
+            self._reading.pop(company_id, None)
+        if self._cache is not None:
+            self._cache[company_id] = _NONE if value is None else value
         return value
 
     def forget(self, company_id: UUID) -> None:
         """Drop this process's copy, so a change made here is in force here at once."""
         if self._cache is not None:
             self._cache.pop(company_id, None)
+
+
+def _retrieved(read: asyncio.Future[int | None]) -> None:
+    if not read.cancelled():
+        read.exception()
