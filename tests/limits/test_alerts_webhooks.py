@@ -76,7 +76,7 @@ def test_two_workers_crossing_together_deliver_exactly_one_signed_event(
     assert headers[SIGNATURE_HEADER.lower()].startswith("sha256=")
     [event] = payloads(state)
     assert event["type"] == "budget.threshold_crossed"
-    assert event["companyId"] == str(COMPANY) and event["threshold"] == 0.8
+    assert event["companyId"] == COMPANY.hex and event["threshold"] == 0.8
     assert event["tokenLimit"] == 1000 and event["windowDays"] == 30
     assert 800 <= event["tokensUsed"] < 1000  # type: ignore[operator]
     assert event["freesAt"] is None  # still under the limit

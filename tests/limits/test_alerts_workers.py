@@ -53,4 +53,4 @@ secret = "{SECRET}"
     headers, body = state.received[0]
     assert verify(SECRET, headers, body)
     [event] = payloads(state)
-    assert event["threshold"] == 0.8 and event["companyId"] == str(COMPANY)
+    assert event["threshold"] == 0.8 and event["companyId"] == COMPANY.hex

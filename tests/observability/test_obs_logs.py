@@ -149,6 +149,7 @@ def test_startup_config_line_redacts_every_secret(monkeypatch) -> None:  # type:
                 "jwt": {"secret_env": "OBS_TEST_JWT_SECRET", "algorithms": ["HS256"]},
             },
             "proxy": {"upstream_api_key": "sk-upstream-key-987654321"},
+            "alerts": {"webhooks": ["https://hooks.example.com/services/T0/B0/hook-token-xyz"]},
         },
         source="/etc/budget-guard.toml",
     )
@@ -158,6 +159,7 @@ def test_startup_config_line_redacts_every_secret(monkeypatch) -> None:  # type:
         "jwt-secret-from-the-environment",
         "sk-upstream-key-987654321",
         "redis-password-42",
+        "https://hooks.example.com/services/T0/B0/hook-token-xyz",  # a capability URL
     } <= secrets
     with json_lines("budget_guard.config", tuple(secrets)) as lines:
         log_startup_config(settings)

@@ -58,7 +58,7 @@ class ThresholdCrossed:
         return {
             "id": self.event_id,
             "type": EVENT_TYPE,
-            "companyId": str(self.company_id),
+            "companyId": self.company_id.hex,  # the usage API's Guid format
             "threshold": self.threshold,
             "tokensUsed": self.tokens_used,
             "tokenLimit": self.token_limit,

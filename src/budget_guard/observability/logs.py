@@ -181,7 +181,8 @@ def secrets_in(
             for item in value:
                 walk(name, item)
         elif isinstance(value, str):
-            if is_secret_name(name):
+            # A webhook URL is a capability (Slack's carry their token in the path).
+            if is_secret_name(name) or name == "webhooks":
                 found.add(value)
             elif name.lower().endswith("_env") and is_secret_name(name[:-4]):
                 secret = env.get(value)
