@@ -152,14 +152,7 @@ class TokenCounter:
         return self._other(body)
 
     def _other(self, body: bytes) -> RequestTokens:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidRequestBody(
-                f"We could not parse the JSON body of your request ({exc}). The body must be "
-                "valid JSON.",
-                None,
-            ) from None
+        data = _parse_json(body)
         check_body_shape(data, self._limits)
         refs = object_references(data) if may_refer(body) else ()
         outputs = data.get("n") if isinstance(data, dict) else None
@@ -276,15 +269,19 @@ def _choices(data: dict[str, Any], kind: str) -> int:
     return min(choices, MAX_CHOICES)
 
 
-def _parse_object(body: bytes) -> dict[str, Any]:
+def _parse_json(body: bytes) -> Any:
     try:
-        data = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequestBody(
             f"We could not parse the JSON body of your request ({exc}). The body must be valid "
             "JSON.",
             None,
         ) from None
+
+
+def _parse_object(body: bytes) -> dict[str, Any]:
+    data = _parse_json(body)
     if not isinstance(data, dict):
         raise InvalidRequestBody("The body of your request must be a JSON object.", None)
     return data
