@@ -468,7 +468,15 @@ class BudgetGuardMiddleware:
     ) -> None:
         # The meter reads the response as it passes, so it must not be compressed: the app
         # (or a GZip middleware inside it) sees a client that accepts identity only.
-        headers = [_scoped(k, v, company) for k, v in scope["headers"] if k != b"accept-encoding"]
+        # An Idempotency-Key goes upstream prefixed with the company: every company shares
+        # the operator's key, so two companies choosing the same key must not get each
+        # other's stored answer, while a company's own retries still match.
+        prefix = company.hex.encode() + b"-"
+        headers = [
+            (k, prefix + v) if k == b"idempotency-key" else (k, v)
+            for k, v in scope["headers"]
+            if k != b"accept-encoding"
+        ]
         asked = None
         if request.stream and request.kind in ASKS_FOR_USAGE and self._ask_stream_usage:
             asked = ask_for_usage(body)
@@ -546,12 +554,3 @@ async def _send_store_unavailable(send: Send) -> None:
         type_="service_unavailable",
         code="budget_store_unavailable",
     )
-
-
-def _scoped(name: bytes, value: bytes, company: uuid.UUID) -> tuple[bytes, bytes]:
-    """An ``Idempotency-Key`` goes upstream prefixed with the company: every company shares
-    the operator's key, so two companies choosing the same key must not get each other's
-    stored answer, while a company's own retries still match."""
-    if name == b"idempotency-key":
-        return name, company.hex.encode() + b"-" + value
-    return name, value
