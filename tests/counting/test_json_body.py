@@ -1,5 +1,6 @@
 """A non-streamed body read as it passes: the same text, usage and id as reading it whole, in
-any key order, whitespace, escaping and chunking; nothing held that grows with the body."""
+any key order, whitespace, escaping and chunking; nothing held that grows with the body. A small
+body is parsed whole instead of walked, and finds exactly what the walker finds."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from budget_guard.counting import RequestTokens, TokenCounter, TokenUsage
-from budget_guard.counting.json_body import MAX_PENDING_CHARS, MAX_USAGE_CHARS, JsonBody
+from budget_guard.counting.json_body import (
+    MAX_PENDING_CHARS,
+    MAX_USAGE_CHARS,
+    WHOLE_BODY_BYTES,
+    JsonBody,
+)
 from budget_guard.counting.usage import UsageReport
 
 from .whole_body_oracle import collect_response
@@ -40,9 +46,15 @@ class Recorder:
         self.texts.clear()
 
 
-def read(raw: bytes, chunk_sizes: list[int] | None = None) -> Recorder:
+WALKED = 0
+"""``whole_body_bytes`` for a body walked whatever its size."""
+
+
+def read(
+    raw: bytes, chunk_sizes: list[int] | None = None, whole_body_bytes: int = WHOLE_BODY_BYTES
+) -> Recorder:
     recorder = Recorder()
-    body = JsonBody(recorder)  # type: ignore[arg-type]
+    body = JsonBody(recorder, whole_body_bytes=whole_body_bytes)  # type: ignore[arg-type]
     sizes = chunk_sizes or [len(raw) or 1]
     position, turn = 0, 0
     while position < len(raw):
@@ -182,17 +194,86 @@ def test_read_as_it_passes_equals_read_whole(
     body = shuffled(body, random.Random(seed))
     raw = json.dumps(body, ensure_ascii=ascii_only, indent=indent).encode()
 
-    streamed, whole = read(raw, chunk_sizes), oracle(body)
-
-    assert streamed.texts == whole.texts
-    assert (streamed.usage.input_tokens, streamed.usage.output_tokens, streamed.usage.final) == (
-        whole.usage.input_tokens,
-        whole.usage.output_tokens,
-        whole.usage.final,
-    )
+    whole = oracle(body)
     identifier = body.get("id")
     expected_id = identifier if isinstance(identifier, str) and identifier else None
-    assert streamed.response_id == expected_id
+
+    for whole_body_bytes in (WALKED, WHOLE_BODY_BYTES):
+        read_back = read(raw, chunk_sizes, whole_body_bytes)
+        assert read_back.texts == whole.texts
+        assert usage_of(read_back) == usage_of(whole)
+        assert read_back.response_id == expected_id
+
+
+def usage_of(recorder: Recorder) -> tuple[object, ...]:
+    """Every figure a charge reads from a usage report: totals, breakdown, finality."""
+    usage = recorder.usage
+    details = ("cached_tokens", "reasoning_tokens")
+    anthropic = ("cache_creation_input_tokens", "cache_read_input_tokens")
+    return (
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.total_tokens,
+        usage.final,
+        *(usage.detail(name) for name in (*details, *anthropic)),
+    )
+
+
+# Bodies where a looser reading of each API would differ from the walker's: the parsed path
+# must still find the same text, usage and id.
+_EDGE_BODIES: list[bytes] = [
+    b'{"choices": [{"message": {"tool_calls": [{"index": 5, "function": {"name": "a",'
+    b' "input": "x", "arguments": "y"}, "custom": {"name": "b", "input": "z"}}]}}]}',
+    b'{"choices": [{"message": {"function_call": {"input": "1", "name": "f", "arguments": "2"},'
+    b' "content": {"text": "not a part list"}}, "text": "t"}, "skip", [1]]}',
+    b'{"output": [{"type": "message", "content": [{"refusal": "r", "text": "t"}]},'
+    b' {"input": "i", "type": "function_call", "arguments": "a", "name": "n"},'
+    b' {"type": "reasoning", "summary": [{"text": "s"}, "x"]}, {"type": 3, "name": "no"}]}',
+    b'{"type": "message", "content": [{"type": "tool_use", "name": "t", "input": "raw text"},'
+    b' {"type": "tool_use", "input": [1, {"a": 2}]}, {"type": "tool_use", "input": {}},'
+    b' {"type": "server_tool_use", "input": 7}, {"type": "thinking", "thinking": "th",'
+    b' "text": "no"}], "id": 12}',
+    b'{"type": "message", "content": [{"type": "' + b"t" * 80 + b'", "text": "long type"}]}',
+    b'{"id": "' + b"r" * 257 + b'", "choices": {"0": {"text": "not a list"}}}',
+    b'{"usage": {"prompt_tokens": 10, "completion_tokens": 4, "prompt_tokens_details":'
+    b' {"cached_tokens": 3}, "completion_tokens_details": {"reasoning_tokens": 2}}}',
+    b'{"usage": {"input_tokens": 10, "output_tokens": 4, "cache_creation_input_tokens": 5,'
+    b' "cache_read_input_tokens": 6, "input_tokens_details": {"cached_tokens": 1},'
+    b' "output_tokens_details": {"reasoning_tokens": 2}}, "usage_extra": true}',
+    b'{"usage": [1], "choices": [{"text": "a"}]} trailing',  # orjson refuses: walked
+    b'{"choices": [{"text": "no comma"} {"text": "b"}]}',  # lenient walker, orjson refuses
+    b'{"choices": [{"text": "escaped \\t, raw \t control char"}]}',
+    b'{"choices": [{"text": "lone \\ud800 surrogate"}]}',
+    b'{"choices": [{"text": "bad \xff utf-8 \xff"}], "usage": {"prompt_tokens": 1}}',
+    b'[{"choices": [{"text": "root array"}]}]',
+    b'\xef\xbb\xbf{"choices": [{"text": "after a BOM"}]}',
+    b'{"choices": [{"text": "huge number"}], "n": 1e400}',
+    b'"a string"',
+    b'{"choices": [{"text": "cut',
+    b"",
+]
+
+
+def test_a_small_body_read_whole_finds_what_the_walker_finds() -> None:
+    for raw in _EDGE_BODIES:
+        walked = read(raw, [7], WALKED)
+        whole = read(raw, [7])
+        assert whole.texts == walked.texts, raw
+        assert usage_of(whole) == usage_of(walked), raw
+        assert whole.response_id == walked.response_id, raw
+
+
+def test_a_body_either_side_of_the_whole_body_bound_is_read_the_same() -> None:
+    head = b'{"id": "chatcmpl-1", "choices": [{"message": {"content": "'
+    tail = b'"}}], "usage": {"prompt_tokens": 3, "completion_tokens": 9}}'
+    for size in (WHOLE_BODY_BYTES - 1, WHOLE_BODY_BYTES, WHOLE_BODY_BYTES + 1):
+        text = "w" * (size - len(head) - len(tail))
+        raw = head + text.encode() + tail
+        for chunks in ([4096], [size], [1000, 7]):
+            whole, walked = read(raw, chunks), read(raw, chunks, WALKED)
+            assert whole.texts == walked.texts == {(0, "content"): text}
+            assert usage_of(whole) == usage_of(walked)
+            assert whole.response_id == walked.response_id == "chatcmpl-1"
 
 
 def test_escapes_and_surrogate_pairs_split_at_every_byte() -> None:

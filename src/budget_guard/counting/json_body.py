@@ -9,6 +9,12 @@ most ``MAX_PENDING_CHARS``, past which the rest is not counted: the upstream's u
 stands, when it reports one). A body that does not end as a whole JSON document is charged as
 if it said nothing (its usage, if a whole one had passed, still counts): its client could not
 read it either.
+
+Most answers are small, though, and walking one byte by byte costs far more than parsing it:
+a body is held while it is at most ``WHOLE_BODY_BYTES`` and, if it ends there, read with one
+``orjson.loads`` by ``whole_body``, which finds exactly what the walker would. A body past
+that size, or one orjson refuses (not strict JSON, not UTF-8, cut short, trailing bytes), is
+walked as before, so the bound and the lenient reading are unchanged.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from budget_guard.counting.response_paths import (
     is_type_field,
     text_rule,
 )
+from budget_guard.counting.whole_body import collect_whole_body
 
 logger = logging.getLogger(__name__)
 
@@ -36,28 +43,75 @@ MAX_TOOL_INPUT_CHARS = 1 << 20
 MAX_PENDING_CHARS = 1 << 20
 _MAX_TYPE_CHARS = 64
 _MAX_ID_CHARS = 256
+WHOLE_BODY_BYTES = MAX_USAGE_CHARS
+"""A body up to this size is parsed whole. No larger: a usage object in a body this size is
+never over ``MAX_USAGE_CHARS`` (a character is at least a byte), so it is read as the walker
+reads it."""
 
 
 class JsonBody:
     """Feeds a JSON body's bytes, split anywhere, to the collector; a ``json_walker.Router``."""
 
-    __slots__ = ("_collector", "_pending", "_pending_chars", "_types", "_walker")
+    __slots__ = (
+        "_collector",
+        "_held",
+        "_held_bytes",
+        "_pending",
+        "_pending_chars",
+        "_types",
+        "_walker",
+        "_whole_body_bytes",
+    )
 
-    def __init__(self, collector: OutputCollector) -> None:
+    def __init__(
+        self, collector: OutputCollector, *, whole_body_bytes: int = WHOLE_BODY_BYTES
+    ) -> None:
         self._collector = collector
-        self._walker = JsonWalker(self)
+        self._whole_body_bytes = min(whole_body_bytes, WHOLE_BODY_BYTES)
+        # The chunks of a body still small enough to be parsed whole; None once walking.
+        self._held: list[bytes] | None = []
+        self._held_bytes = 0
+        self._walker: JsonWalker | None = None  # made only for a body that is walked
         self._types: dict[PathKey, str] = {}  # gates whose type is known
         # Text waiting for a gate's type: (key, the gates still to pass, text).
         self._pending: dict[PathKey, list[tuple[Hashable, tuple[Gate, ...], str]]] = {}
         self._pending_chars = 0
 
     def feed(self, chunk: bytes) -> None:
-        self._walker.feed(chunk)
+        held = self._held
+        if held is not None:
+            self._held_bytes += len(chunk)
+            if self._held_bytes <= self._whole_body_bytes:
+                held.append(chunk)
+                return
+            self._held = None
+            walker = self._start_walking()
+            for piece in held:
+                walker.feed(piece)
+        else:
+            walker = self._walker or self._start_walking()
+        walker.feed(chunk)
 
     def close(self) -> None:
-        self._walker.close()
-        if not self._walker.complete:
+        held = self._held
+        if held is not None:
+            self._held = None
+            raw = held[0] if len(held) == 1 else b"".join(held)
+            try:
+                document = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                self._start_walking().feed(raw)  # the walker decides what can still be read
+            else:
+                collect_whole_body(self._collector, document)
+                return
+        walker = self._walker or self._start_walking()
+        walker.close()
+        if not walker.complete:
             self._collector.discard_text()
+
+    def _start_walking(self) -> JsonWalker:
+        walker = self._walker = JsonWalker(self)
+        return walker
 
     # The router the walker asks.
 
