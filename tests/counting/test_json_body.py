@@ -394,3 +394,11 @@ def test_the_meter_names_the_object_the_response_created(counter: TokenCounter) 
     meter.feed(b'{"id": "resp_67ccd2bed1ec8190", "object": "response", "output": []}')
     meter.finish()
     assert meter.response_id == "resp_67ccd2bed1ec8190"
+
+
+def test_the_meter_names_the_created_object_without_being_finished(counter: TokenCounter) -> None:
+    """A free route (a file upload) asks for the id without measuring the answer."""
+    request = RequestTokens("other", None, 0, False, None)
+    meter = counter.meter(request, "application/json", read_other=True)
+    meter.feed(b'{"object": "file", "id": "file-abc123", "bytes": 12}')
+    assert meter.response_id == "file-abc123"

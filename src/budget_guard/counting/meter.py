@@ -80,9 +80,15 @@ class ResponseMeter:
 
     @property
     def response_id(self) -> str | None:
-        """The id of the upstream object this response created (``OutputCollector``), if any."""
+        """The id of the upstream object this response created (``OutputCollector``), if any.
+
+        Asked for once the body has ended: a small JSON body is only read at its end (see
+        ``json_body``), so asking ends the reading, as ``finish`` does."""
         collector = self._collector
-        return None if collector is None else collector.response_id
+        if collector is None:
+            return None
+        self._close_reader()
+        return collector.response_id
 
     def finish(self) -> TokenUsage:
         if self._result is None:
@@ -116,6 +122,21 @@ class ResponseMeter:
         if reported_input is None:
             return TokenUsage(input_tokens, output_tokens, COUNTED)
         return _with_breakdown(report, input_tokens, output_tokens, COUNTED)
+
+    def _close_reader(self) -> None:
+        """End the reading for ``response_id``, which must not raise; ``finish`` then
+        measures what was read."""
+        reader, self._reader = self._reader, None
+        if reader is None:
+            return
+        try:
+            reader.close()
+        except Exception as error:
+            logger.error(
+                "metering a %s response failed at its end (%s); keeping what was read",
+                self._request.kind,
+                describe(error),
+            )
 
     def _counted_output(self, collector: OutputCollector) -> int:
         return 0 if self._request.kind == EMBEDDINGS else collector.counted_output_tokens()
