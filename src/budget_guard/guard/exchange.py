@@ -28,7 +28,7 @@ from budget_guard.counting import RequestTokens, ResponseMeter
 from budget_guard.eager import run_shielded
 from budget_guard.guard.charging import breakdown_of, charge
 from budget_guard.guard.replies import budget_headers
-from budget_guard.guard.routes import Route
+from budget_guard.guard.routes import USAGE, Route
 from budget_guard.guard.stream_usage import UsageChunkRemover
 from budget_guard.proxy import UPSTREAM_MAY_BILL
 from budget_guard.snapshot import UsageSnapshot
@@ -236,7 +236,7 @@ class GuardedExchange:
         guard = self._guard
         route = self.route
         self._meter = guard.counter.meter(
-            self.request, content_type, read_other=route.creates or route.charge == "usage"
+            self.request, content_type, read_other=route.creates or route.charge == USAGE
         )
         if (
             self._asked_for_usage

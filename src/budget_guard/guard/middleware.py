@@ -30,7 +30,6 @@ from budget_guard.auth import (
 from budget_guard.auth.guids import parse_guid
 from budget_guard.clock import Clock, system_clock
 from budget_guard.counting import InvalidRequestBody, RequestTokens, TokenCounter
-from budget_guard.counting.routes import OTHER
 from budget_guard.events import NO_EVENTS, GuardEvents
 from budget_guard.failure import describe
 from budget_guard.guard.charging import reservation as reservation_for
@@ -59,8 +58,6 @@ log = logging.getLogger("budget_guard.guard")
 
 SNAPSHOT_CACHE_SIZE = 10_000
 """Companies whose latest snapshot one process keeps (``guard.snapshot_cache_seconds``)."""
-
-_OTHER_REQUEST = RequestTokens(OTHER, None, 0, False, None)
 
 
 class BudgetGuardMiddleware:

@@ -86,8 +86,6 @@ class RouteMatch:
     route: Route
     object_ids: tuple[str, ...] = ()
     """The ids in the path the calling company must own."""
-    deployment: str | None = None
-    """Azure's deployment name: the model, when the body names none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +145,7 @@ class RoutePolicy:
         route = self._exact.get((method, path))
         if route is not None:
             return RouteMatch(route)
-        allowed_elsewhere = any(p == path for (_, p) in self._exact)
+        allowed_elsewhere = False
         for route_method, pattern, route in self._templates:
             found = pattern.match(path)
             if found is None:
@@ -156,12 +154,9 @@ class RoutePolicy:
                 allowed_elsewhere = True
                 continue
             values = found.groupdict()
-            return RouteMatch(
-                route,
-                tuple(values[name] for name in route.owned),
-                values.get("deployment") if route.charge == METERED else None,
-            )
-        if allowed_elsewhere:
+            return RouteMatch(route, tuple(values[name] for name in route.owned))
+        # Refused either way: only now is it worth asking whether another method would do.
+        if allowed_elsewhere or any(p == path for (_, p) in self._exact):
             return RouteRefused(405, f"{method} is not allowed on {path}.")
         return RouteRefused(
             404,
