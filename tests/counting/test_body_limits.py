@@ -220,3 +220,11 @@ def test_the_body_object_itself_is_bounded_too() -> None:
 def test_limits_reject_settings_that_would_allow_a_recursion_error() -> None:
     with pytest.raises(ValueError, match="max_depth must be between 1 and 200"):
         BodyLimits(max_depth=MAX_DEPTH_CEILING + 1)
+
+
+def test_brackets_inside_strings_are_text_not_nesting() -> None:
+    """The byte-level shortcut counts every bracket, strings included; a body it cannot clear
+    is walked, and text is never taken for nesting."""
+    counter = TokenCounter(body_limits=BodyLimits(max_depth=5))
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "[{" * 50}]}
+    assert counter.count_request(CHAT, orjson.dumps(body)).input_tokens > 0

@@ -93,3 +93,21 @@ async def test_fail_closed_answers_503_and_forwards_nothing(demo_upstream_url: s
             middleware = g.middleware()
             assert middleware is not None and len(middleware.journal) == 0
         await store.aclose()
+
+
+async def test_strict_mode_admits_a_request_that_fits_only_by_its_exact_count(
+    demo_upstream_url: str,
+) -> None:
+    """The hold is first made on a cheap bound of the prompt (its UTF-8 bytes); refused on
+    that near the limit, it is made again on the exact count, so a request that fits is
+    never turned away for the bound alone."""
+    exact = reservation_per_request()
+    with guarded_proxy(demo_upstream_url, limit=exact, settings=GuardSettings(strict=True)) as g:
+        async with httpx.AsyncClient(base_url=g.url, timeout=30) as http:
+            answer = await http.post("/v1/chat/completions", headers=AUTH, json=CHAT)
+            assert answer.status_code == 200, answer.text
+            again = await http.post("/v1/chat/completions", headers=AUTH, json=CHAT)
+            assert again.status_code == 429
+        snapshot = await g.ledger.snapshot(COMPANY_A)
+        assert snapshot.tokens_used == answer.json()["usage"]["total_tokens"] <= exact
+        assert snapshot.tokens_reserved == 0

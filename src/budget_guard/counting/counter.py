@@ -17,10 +17,12 @@ import tiktoken
 
 from budget_guard.counting import routes
 from budget_guard.counting.anthropic_request import count_messages_request
-from budget_guard.counting.body_limits import BodyLimits, check_body_shape
+from budget_guard.counting.body_limits import BodyLimits, check_body_shape, within_by_size
 from budget_guard.counting.chat_request import count_chat_request
 from budget_guard.counting.encoding_lookup import (
     DEFAULT_ENCODING,
+    ByteBound,
+    byte_bound,
     encoding_name_for_model,
     get_encoding,
     loaded_encoding,
@@ -127,7 +129,7 @@ class TokenCounter:
         name = encoding_name_for_model(model, self._default_encoding)
         encoding = loaded_encoding(name)
         if encoding is not None:
-            return _count_parsed(kind, model, data, encoding, refs)
+            return _count_deferred(kind, model, data, encoding, refs)
         return await pool.run(lambda: _count_parsed(kind, model, data, get_encoding(name), refs), 0)
 
     def _count(self, kind: str, deployment: str | None, body: bytes) -> RequestTokens:
@@ -153,7 +155,8 @@ class TokenCounter:
 
     def _other(self, body: bytes) -> RequestTokens:
         data = _parse_json(body)
-        check_body_shape(data, self._limits)
+        if not within_by_size(body, self._limits):
+            check_body_shape(data, self._limits)
         refs = object_references(data) if may_refer(body) else ()
         outputs = data.get("n") if isinstance(data, dict) else None
         if isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1:
@@ -170,7 +173,8 @@ class TokenCounter:
 
     def _parse(self, body: bytes) -> dict[str, Any]:
         data = _parse_object(body)
-        check_body_shape(data, self._limits)
+        if not within_by_size(body, self._limits):
+            check_body_shape(data, self._limits)
         return data
 
     def meter(
@@ -228,10 +232,43 @@ def _count_parsed(
     encoding: tiktoken.Encoding,
     references: tuple[str, ...] = (),
 ) -> RequestTokens:
+    return _shaped(kind, model, data, references, _input_tokens(kind, model, data, encoding))
+
+
+def _count_deferred(
+    kind: str,
+    model: str | None,
+    data: dict[str, Any],
+    encoding: tiktoken.Encoding,
+    references: tuple[str, ...],
+) -> RequestTokens:
+    """The request with its exact count left until asked for: the same walk runs now under a
+    :class:`ByteBound`, so a malformed body is refused here as before and the bound is known,
+    but no text goes through the BPE (in a busy server, the larger part of counting a short
+    prompt). Used for bodies counted on the loop, whose later count is as brief."""
+    bound = _input_tokens(kind, model, data, byte_bound(encoding.name))
+    count = functools.partial(_input_tokens, kind, model, data, encoding)
+    return _shaped(kind, model, data, references, None, count=count, bound=bound)
+
+
+def _input_tokens(
+    kind: str, model: str | None, data: dict[str, Any], encoding: tiktoken.Encoding | ByteBound
+) -> int:
     if kind in _PRICES_IMAGES:
-        input_tokens = _PRICES_IMAGES[kind](data, encoding, model)
-    else:
-        input_tokens = _INPUT_COUNTERS[kind](data, encoding)
+        return _PRICES_IMAGES[kind](data, encoding, model)  # type: ignore[arg-type]
+    return _INPUT_COUNTERS[kind](data, encoding)  # type: ignore[arg-type]
+
+
+def _shaped(
+    kind: str,
+    model: str | None,
+    data: dict[str, Any],
+    references: tuple[str, ...],
+    input_tokens: int | None,
+    *,
+    count: Callable[[], int] | None = None,
+    bound: int | None = None,
+) -> RequestTokens:
     stream = kind != routes.EMBEDDINGS and bool(get_bool(data, "stream"))
     max_output_tokens = None
     for field in _OUTPUT_CAP_FIELDS[kind]:
@@ -247,6 +284,8 @@ def _count_parsed(
         choices=_choices(data, kind),
         background=kind == routes.RESPONSES and bool(get_bool(data, "background")),
         references=references,
+        count=count,
+        bound=bound,
     )
 
 

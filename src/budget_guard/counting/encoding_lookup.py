@@ -100,14 +100,40 @@ def encoding_for_model(model: str | None, default: str = DEFAULT_ENCODING) -> ti
 _NO_SPECIAL: frozenset[str] = frozenset()
 
 
+class ByteBound:
+    """Stands in for an encoding where a bound is enough: every token is at least one byte of
+    the text's UTF-8, so its length is never less than the count. The request counters walk
+    a body with it to check its shape and bound its cost without running the BPE (see
+    ``RequestTokens``); ``name`` is the real encoding's, which a counter may branch on."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+_BOUNDS: dict[str, ByteBound] = {}
+
+
+def byte_bound(name: str) -> ByteBound:
+    bound = _BOUNDS.get(name)
+    if bound is None:
+        bound = _BOUNDS[name] = ByteBound(name)
+    return bound
+
+
 def count_text(encoding: tiktoken.Encoding, text: str) -> int:
     """Tokens in user-supplied text; special-token strings in it are ordinary text, as upstream.
+    Under a :class:`ByteBound`, the text's UTF-8 length instead (a lone surrogate is three
+    bytes either way, as its replacement character is).
 
     Encodes into tiktoken's native buffer rather than a list: the same tokens as
     ``encode_ordinary`` (a test checks), but no Python int per token, which on a 10 MB prompt is
     a third of the time and a ~70 ms stretch holding the GIL (tiktoken releases it while
     encoding, so counting in a worker thread leaves the event loop free).
     """
+    if type(encoding) is ByteBound:
+        return len(text.encode("utf-8", "surrogatepass"))
     try:
         return _buffer_length(encoding, text)
     except UnicodeEncodeError:

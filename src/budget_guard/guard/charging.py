@@ -85,11 +85,16 @@ def reservation(
     default_output: int,
     weights: BudgetWeights = RAW,
     referenced_context: int = 0,
+    *,
+    exact: bool = False,
 ) -> int:
     """What strict mode holds before forwarding: the most the request can cost, each of
     its choices at its output cap (or ``default_output`` when it names none), weighted, plus
     ``referenced_context`` input tokens when it pulls stored objects into its context (a
-    previous response, a file), whose size the guard cannot count."""
+    previous response, a file), whose size the guard cannot count.
+
+    The input is the request's bound until it is counted (see ``RequestTokens``); ``exact``
+    counts it, for the one case the bound's margin matters: a hold refused near the limit."""
     if route.charge == FREE:
         return 0
     context = referenced_context if request.references else 0
@@ -100,6 +105,5 @@ def reservation(
     output = request.max_output_tokens
     if output is None:
         output = default_output
-    return weights.bound(
-        request.input_tokens + context, max(output, 0) * request.choices, request.model
-    )
+    input_tokens = request.input_tokens if exact else request.input_bound
+    return weights.bound(input_tokens + context, max(output, 0) * request.choices, request.model)

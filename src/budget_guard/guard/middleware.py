@@ -364,14 +364,13 @@ class BudgetGuardMiddleware:
                 return None, None
         try:
             if self.settings.strict:
-                hold = reservation_for(
-                    route,
-                    request,
-                    self.settings.default_reservation,
-                    self.ledger.weights,
-                    self.settings.reference_reservation,
-                )
+                hold = self._hold(route, request)
                 reservation = await self.ledger.reserve(company, hold)
+                if not reservation.granted and not request.counted:
+                    # Refused on the bound: near the limit, the exact count may still fit.
+                    exact = self._hold(route, request, exact=True)
+                    if exact < hold:
+                        reservation = await self.ledger.reserve(company, exact)
                 if not reservation.granted:
                     self.events.rejected(company, "budget")
                     await send_budget_exceeded(send, reservation.snapshot, self.clock())
@@ -412,6 +411,17 @@ class BudgetGuardMiddleware:
             return None
         return snapshot, None
 
+    def _hold(self, route: Route, request: RequestTokens, *, exact: bool = False) -> int:
+        """The most ``request`` can cost (strict mode's hold, the snapshot cache's check)."""
+        return reservation_for(
+            route,
+            request,
+            self.settings.default_reservation,
+            self.ledger.weights,
+            self.settings.reference_reservation,
+            exact=exact,
+        )
+
     def _recent_snapshot(
         self, company: uuid.UUID, route: Route, request: RequestTokens
     ) -> UsageSnapshot | None:
@@ -426,14 +436,7 @@ class BudgetGuardMiddleware:
         seen, snapshot = entry
         if time.monotonic() - seen > self._snapshot_ttl or not snapshot.is_within_budget:
             return None
-        estimate = reservation_for(
-            route,
-            request,
-            self.settings.default_reservation,
-            self.ledger.weights,
-            self.settings.reference_reservation,
-        )
-        if snapshot.tokens_remaining < estimate:
+        if snapshot.tokens_remaining < self._hold(route, request):
             return None
         return snapshot
 
