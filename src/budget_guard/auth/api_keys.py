@@ -57,7 +57,7 @@ class ApiKeyAuthenticator:
     The identity's subject is the key's ``name``, or ``api-key#<n>`` (its position) when unnamed.
     """
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_accepted", "_entries")
 
     def __init__(self, keys: Iterable[ApiKey]) -> None:
         entries: list[tuple[bytes, Identity]] = []
@@ -75,16 +75,19 @@ class ApiKeyAuthenticator:
             assert company is None or isinstance(company, UUID)  # parsed in __post_init__
             entries.append((digest, Identity(subject, company, api_key.role)))
         self._entries: tuple[tuple[bytes, Identity], ...] = tuple(entries)
+        # Keys already accepted once, by their text: at most one entry per configured key,
+        # since only a key that matched is kept. A dict lookup on a secret is not a timing
+        # oracle: strings are only compared after their (per-process randomized) hashes
+        # match, so no guess is ever compared byte by byte with a key.
+        self._accepted: dict[str, Identity] = {}
 
     def __repr__(self) -> str:
         names = ", ".join(identity.subject for _, identity in self._entries)
         return f"ApiKeyAuthenticator({len(self._entries)} keys: {names})"
 
     async def authenticate(self, headers: Mapping[str, str]) -> Identity | None:
-        for source, candidate in (
-            ("authorization", bearer_token(headers)),
-            ("x-api-key", api_key_header(headers)),
-        ):
+        for source, read in (("authorization", bearer_token), ("x-api-key", api_key_header)):
+            candidate = read(headers)
             if candidate is None:
                 continue
             identity = self._match(candidate)
@@ -96,9 +99,14 @@ class ApiKeyAuthenticator:
 
     def _match(self, candidate: str) -> Identity | None:
         """Compare against every entry, without stopping early, so timing says nothing."""
+        accepted = self._accepted.get(candidate)
+        if accepted is not None:
+            return accepted
         digest = _digest(candidate)
         found: Identity | None = None
         for known, identity in self._entries:
             if hmac.compare_digest(known, digest) and found is None:
                 found = identity
+        if found is not None:
+            self._accepted[candidate] = found
         return found
