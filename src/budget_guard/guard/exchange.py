@@ -98,7 +98,7 @@ class GuardedExchange:
         self._recorded = False
         self._client_gone = False
         self._ended: anyio.Event | None = None  # made only once a client leaves early
-        self._cancel: anyio.CancelScope | None = None
+        self._cancel: asyncio.Timeout | None = None
         self._forwarded_at = time.perf_counter()
         self._renewal: asyncio.TimerHandle | None = None
         self._extending: asyncio.Task[None] | None = None  # held: a loop keeps weak refs
@@ -107,8 +107,13 @@ class GuardedExchange:
         if self.reservation is not None:
             self._keep_holding()
         try:
-            with anyio.CancelScope() as self._cancel:
+            # asyncio's own timeout, unset until the client leaves: an anyio CancelScope did
+            # the same at several times the cost, on every request.
+            async with asyncio.timeout(None) as self._cancel:
                 await app(scope, self.receive, self.send)
+        except TimeoutError:
+            if not self._cancel.expired():
+                raise  # the app's own, not the abandoned deadline
         finally:
             # However it ended: answered, failed, cut off, or abandoned past the deadline.
             self._end()
@@ -171,9 +176,9 @@ class GuardedExchange:
             self._ended = anyio.Event()
         cancel = self._cancel
         if cancel is not None:
-            cancel.deadline = min(
-                cancel.deadline, anyio.current_time() + self._guard.settings.abandoned_seconds
-            )
+            deadline = asyncio.get_running_loop().time() + self._guard.settings.abandoned_seconds
+            when = cancel.when()
+            cancel.reschedule(deadline if when is None else min(when, deadline))
 
     def _end(self) -> None:
         ended = self._ended
