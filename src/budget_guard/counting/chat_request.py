@@ -16,7 +16,11 @@ from budget_guard.counting.encoding_lookup import count_text
 from budget_guard.counting.function_definitions import count_function_definitions
 from budget_guard.counting.images import image_rule_for
 from budget_guard.counting.json_fields import as_object, get_list, get_object, get_str
-from budget_guard.counting.message_format import REPLY_PRIMING, message_framing
+from budget_guard.counting.message_format import (
+    REPLY_PRIMING,
+    TOKENS_PER_MESSAGE,
+    message_framing,
+)
 from budget_guard.counting.tool_definitions import openai_function_definitions
 
 
@@ -27,6 +31,15 @@ def count_chat_request(
     count_part = openai_parts(image_rule_for(get_str(body, "model") or model))
     total = REPLY_PRIMING
     for index, raw in enumerate(get_list(body, "messages") or ()):
+        if type(raw) is dict and len(raw) == 2:
+            # Most messages are exactly a role and a text: framed and counted without the
+            # general walk (same result: the walk below reads nothing else).
+            role, content = raw.get("role"), raw.get("content")
+            if type(role) is str and type(content) is str:
+                total += TOKENS_PER_MESSAGE + count_text(encoding, content)
+                if role:
+                    total += count_text(encoding, role)
+                continue
         param = f"messages.[{index}]"
         message = as_object(raw, param)
         total += message_framing(
