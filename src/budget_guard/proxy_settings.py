@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from budget_guard.budget.window import ConfigError
 from budget_guard.config_tables import declare_table, reject_unknown
 from budget_guard.proxy import (
     DEFAULT_FORWARDED_HEADERS,
@@ -16,7 +17,6 @@ from budget_guard.proxy import (
     check_headers,
     check_upstream_url,
 )
-from budget_guard.window import ConfigError
 
 _KNOWN = {
     "upstream_url",

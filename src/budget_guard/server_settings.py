@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from budget_guard.budget.window import ConfigError
 from budget_guard.config_tables import declare_table, reject_unknown
-from budget_guard.window import ConfigError
 
 _KNOWN = {
     "host",
