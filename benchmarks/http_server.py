@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.role == "upstream":
-        from budget_guard.demo_upstream import create_demo_upstream
+        from budget_guard.proxy.demo_upstream import create_demo_upstream
 
         _serve(create_demo_upstream(), args.port)
     else:

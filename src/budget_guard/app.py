@@ -43,7 +43,7 @@ from budget_guard.observability import (
     UsagePage,
     instrument_ledger,
 )
-from budget_guard.proxy_settings import ProxySettings
+from budget_guard.proxy.settings import ProxySettings
 
 DEMO_COMPANY = uuid.UUID("00000000-0000-4000-8000-000000000001")
 DEMO_KEY_ENV = "BUDGET_GUARD_DEMO_KEY"

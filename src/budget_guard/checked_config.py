@@ -26,7 +26,7 @@ from budget_guard.endpoint import EndpointSettings
 from budget_guard.guard import GuardSettings
 from budget_guard.observability import ObservabilitySettings
 from budget_guard.observability.logs import MASK, redact_config, secrets_in
-from budget_guard.proxy_settings import ProxySettings
+from budget_guard.proxy.settings import ProxySettings
 from budget_guard.server_settings import ServerSettings
 
 

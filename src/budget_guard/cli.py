@@ -271,7 +271,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def _start_demo_upstream() -> str:
     """Serve the demo upstream on a free loopback port, in a thread of this process."""
-    from budget_guard.demo_upstream import create_demo_upstream
+    from budget_guard.proxy.demo_upstream import create_demo_upstream
 
     sock = _bind("127.0.0.1", 0)
     config = uvicorn.Config(create_demo_upstream(), log_level="warning", lifespan="on")

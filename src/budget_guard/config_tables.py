@@ -25,7 +25,7 @@ from budget_guard.budget.window import ConfigError
 SETTINGS_MODULES = (
     "budget_guard.config",
     "budget_guard.server_settings",
-    "budget_guard.proxy_settings",
+    "budget_guard.proxy.settings",
     "budget_guard.guard.settings",
     "budget_guard.guard.routes",
     "budget_guard.endpoint.settings",

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from budget_guard.demo_upstream import create_demo_upstream
+from budget_guard.proxy.demo_upstream import create_demo_upstream
 from tests.proxy.servers import serve
 from tests.redis_servers import RedisServer, free_port
 

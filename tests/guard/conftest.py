@@ -20,9 +20,9 @@ from budget_guard.budget.ledger import Ledger
 from budget_guard.budget.policy import BudgetPolicy, LimitProvider
 from budget_guard.budget.weights import BudgetWeights
 from budget_guard.budget.window import Window
-from budget_guard.demo_upstream import create_demo_upstream
 from budget_guard.guard import BudgetGuardMiddleware, GuardSettings
 from budget_guard.proxy import UpstreamProxy
+from budget_guard.proxy.demo_upstream import create_demo_upstream
 from budget_guard.stores import MemoryStore, UsageStore
 from tests.proxy.servers import serve
 

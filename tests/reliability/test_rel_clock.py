@@ -22,7 +22,7 @@ from budget_guard.budget.ledger import Ledger
 from budget_guard.budget.policy import BudgetPolicy
 from budget_guard.budget.window import Window
 from budget_guard.config import settings_from_mapping
-from budget_guard.demo_upstream import create_demo_upstream
+from budget_guard.proxy.demo_upstream import create_demo_upstream
 from budget_guard.stores import MemoryStore, RedisStore, UsageStore
 from tests.proxy.servers import serve
 

@@ -31,7 +31,7 @@ from budget_guard.guard.charging import breakdown_of, charge
 from budget_guard.guard.replies import budget_headers
 from budget_guard.guard.routes import USAGE, Route
 from budget_guard.guard.stream_usage import UsageChunkRemover
-from budget_guard.proxy import UPSTREAM_MAY_BILL
+from budget_guard.proxy.upstream import UPSTREAM_MAY_BILL
 from budget_guard.stores import Reservation, StoreError
 
 if TYPE_CHECKING:

@@ -50,7 +50,7 @@ from budget_guard.guard.routes import (
 )
 from budget_guard.guard.settings import GuardSettings
 from budget_guard.guard.stream_usage import ASKS_FOR_USAGE, ask_for_usage
-from budget_guard.openai_errors import send_openai_error
+from budget_guard.proxy.openai_errors import send_openai_error
 from budget_guard.stores import Dedupe, Reservation, StoreError, StoreFull, StoreUnavailable
 from budget_guard.stores.base import Breakdown, settle_dedupe
 

@@ -11,7 +11,7 @@ import httpx
 
 from budget_guard.budget.window import ConfigError
 from budget_guard.config_tables import declare_table, reject_unknown
-from budget_guard.proxy import (
+from budget_guard.proxy.upstream import (
     DEFAULT_FORWARDED_HEADERS,
     UpstreamProxy,
     check_headers,
