@@ -128,8 +128,8 @@ def _serve_bounded(app: ASGIApp, port: int, connections: int) -> None:
     descriptor limit raised), with ``[server] max_connections`` at ``connections``."""
     import uvicorn
 
-    from budget_guard.connections import BoundedConfig, ConnectionBounds
-    from budget_guard.descriptors import raise_descriptor_limit
+    from budget_guard.server.connections import BoundedConfig, ConnectionBounds
+    from budget_guard.server.descriptors import raise_descriptor_limit
 
     limit = raise_descriptor_limit()
     if limit < 2 * connections + 512:

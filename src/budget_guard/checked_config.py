@@ -27,7 +27,7 @@ from budget_guard.guard import GuardSettings
 from budget_guard.observability import ObservabilitySettings
 from budget_guard.observability.logs import MASK, redact_config, secrets_in
 from budget_guard.proxy.settings import ProxySettings
-from budget_guard.server_settings import ServerSettings
+from budget_guard.server.settings import ServerSettings
 
 
 @dataclass(frozen=True)

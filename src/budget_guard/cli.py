@@ -21,10 +21,10 @@ import uvicorn
 from budget_guard.auth import AuthConfigError
 from budget_guard.budget.window import ConfigError
 from budget_guard.config import CONFIG_ENV, Settings, load_settings
-from budget_guard.connections import BoundedConfig, ConnectionBounds
-from budget_guard.descriptors import raise_descriptor_limit, reserved_descriptors
 from budget_guard.limits_cli import add_limits_command, run_limits
-from budget_guard.server_settings import ServerSettings
+from budget_guard.server.connections import BoundedConfig, ConnectionBounds
+from budget_guard.server.descriptors import raise_descriptor_limit, reserved_descriptors
+from budget_guard.server.settings import ServerSettings
 from budget_guard.stores import StoreError
 from budget_guard.usage_cli import add_usage_command, run_usage
 

@@ -24,7 +24,7 @@ from budget_guard.budget.window import ConfigError
 
 SETTINGS_MODULES = (
     "budget_guard.config",
-    "budget_guard.server_settings",
+    "budget_guard.server.settings",
     "budget_guard.proxy.settings",
     "budget_guard.guard.settings",
     "budget_guard.guard.routes",

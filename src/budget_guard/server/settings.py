@@ -2,8 +2,8 @@
 
 uvicorn on its own never times out a connection that has not sent a complete request head
 (only the gap *after* a response is bounded), and it accepts connections until the process
-runs out of file descriptors. These settings are the bounds :mod:`budget_guard.connections`
-enforces instead; see there for how.
+runs out of file descriptors. These settings are the bounds
+:mod:`budget_guard.server.connections` enforces instead; see there for how.
 """
 
 from __future__ import annotations
