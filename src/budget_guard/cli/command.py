@@ -1,4 +1,5 @@
-"""The ``budget-guard`` command: ``budget-guard serve`` runs the complete guarded proxy."""
+"""The ``budget-guard`` command: ``budget-guard serve`` runs the complete guarded proxy, and
+``budget-guard check`` checks its config without serving (``usage`` and ``limits``: see there)."""
 
 from __future__ import annotations
 
@@ -20,13 +21,13 @@ import uvicorn
 
 from budget_guard.auth import AuthConfigError
 from budget_guard.budget.window import ConfigError
+from budget_guard.cli.limits import add_limits_command, run_limits
+from budget_guard.cli.usage import add_usage_command, run_usage
 from budget_guard.config import CONFIG_ENV, Settings, load_settings
-from budget_guard.limits_cli import add_limits_command, run_limits
 from budget_guard.server.connections import BoundedConfig, ConnectionBounds
 from budget_guard.server.descriptors import raise_descriptor_limit, reserved_descriptors
 from budget_guard.server.settings import ServerSettings
 from budget_guard.stores import StoreError
-from budget_guard.usage_cli import add_usage_command, run_usage
 
 if TYPE_CHECKING:
     from budget_guard.checked_config import CheckedConfig
@@ -351,7 +352,3 @@ def _banner(
             f"              curl -s {base}{endpoint.path} -H 'Authorization: Bearer {demo.key}'",
         ]
     print("\n".join(lines), flush=True)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
