@@ -21,9 +21,9 @@ import redis.asyncio as aioredis
 
 from benchmarks.harness import Context, Figure, Target, Unavailable
 from benchmarks.redis_keys import delete_prefixed, server_version
-from budget_guard.clock import ManualClock
+from budget_guard.budget.clock import ManualClock
+from budget_guard.budget.window import Window
 from budget_guard.stores import MemoryStore, RedisStore
-from budget_guard.window import Window
 
 GROUP = "footprint"
 

@@ -17,9 +17,9 @@ import redis.asyncio as aioredis
 
 from benchmarks.harness import Context, Figure, Target, Unavailable, ainterleave, median
 from benchmarks.redis_keys import delete_prefixed
-from budget_guard.clock import ManualClock
+from budget_guard.budget.clock import ManualClock
+from budget_guard.budget.window import Window
 from budget_guard.stores import MemoryStore, RedisStore, UsageStore
-from budget_guard.window import Window
 
 GROUP = "history"
 

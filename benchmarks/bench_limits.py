@@ -28,11 +28,11 @@ from benchmarks.harness import (
     concurrent_rate,
 )
 from benchmarks.redis_keys import delete_prefixed
-from budget_guard.ledger import Ledger
-from budget_guard.policy import BudgetPolicy
-from budget_guard.snapshot import UsageSnapshot
+from budget_guard.budget.ledger import Ledger
+from budget_guard.budget.policy import BudgetPolicy
+from budget_guard.budget.snapshot import UsageSnapshot
+from budget_guard.budget.window import Window
 from budget_guard.stores import MemoryStore, RedisStore, UsageStore
-from budget_guard.window import Window
 
 GROUP = "limits"
 

@@ -32,10 +32,10 @@ from redis._parsers import _AsyncRESP2Parser
 
 from benchmarks.harness import Context, Figure, Target, Unavailable, ainterleave, comparison, median
 from benchmarks.redis_keys import delete_prefixed
+from budget_guard.budget.window import Window
 from budget_guard.stores import RedisStore
 from budget_guard.stores.redis import _SCRIPT
 from budget_guard.stores.resp import LeanScript
-from budget_guard.window import Window
 
 GROUP = "redis-client"
 

@@ -38,8 +38,8 @@ from benchmarks.harness import (
     concurrent_rate,
 )
 from benchmarks.redis_keys import calls_delta, command_calls, delete_prefixed, server_version
+from budget_guard.budget.window import Window
 from budget_guard.stores import MemoryStore, RedisStore
-from budget_guard.window import Window
 
 GROUP = "stores"
 

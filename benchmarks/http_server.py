@@ -128,8 +128,8 @@ def _serve_bounded(app: ASGIApp, port: int, connections: int) -> None:
     descriptor limit raised), with ``[server] max_connections`` at ``connections``."""
     import uvicorn
 
-    from budget_guard.connections import BoundedConfig, ConnectionBounds
-    from budget_guard.descriptors import raise_descriptor_limit
+    from budget_guard.server.connections import BoundedConfig, ConnectionBounds
+    from budget_guard.server.descriptors import raise_descriptor_limit
 
     limit = raise_descriptor_limit()
     if limit < 2 * connections + 512:
@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.role == "upstream":
-        from budget_guard.demo_upstream import create_demo_upstream
+        from budget_guard.proxy.demo_upstream import create_demo_upstream
 
         _serve(create_demo_upstream(), args.port)
     else:

@@ -29,8 +29,8 @@ import aiohttp
 import orjson
 import uvicorn
 
-from budget_guard.demo_upstream import create_demo_upstream
 from budget_guard.proxy import UpstreamProxy
+from budget_guard.proxy.demo_upstream import create_demo_upstream
 
 _CHAT = orjson.dumps(
     {

@@ -6,7 +6,7 @@ This is the file to copy when you start your own: every part is a plain object y
     # against OpenAI
     UPSTREAM_URL=https://api.openai.com OPENAI_API_KEY=sk-... uvicorn examples.proxy_app:app
     # against the built-in demo upstream (no key needed), started on port 9000 first:
-    uvicorn --factory budget_guard.demo_upstream:create_demo_upstream --port 9000 &
+    uvicorn --factory budget_guard.proxy.demo_upstream:create_demo_upstream --port 9000 &
     UPSTREAM_URL=http://127.0.0.1:9000 uvicorn examples.proxy_app:app
 
 Then call it with the OpenAI SDK: ``OpenAI(base_url="http://127.0.0.1:8000/v1",

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from budget_guard.clock import ManualClock
+from budget_guard.budget.clock import ManualClock
+from budget_guard.budget.policy import BudgetPolicy
+from budget_guard.budget.window import ConfigError, Window
 from budget_guard.config import load_settings, settings_from_mapping
-from budget_guard.policy import BudgetPolicy
 from budget_guard.stores import Dedupe, IdempotencyKeysExhausted, MemoryStore
-from budget_guard.window import ConfigError, Window
 
 COMPANY = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from budget_guard.demo_upstream import create_demo_upstream
+from budget_guard.proxy.demo_upstream import create_demo_upstream
 from tests.proxy.servers import serve
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "proxy_app.py"

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from budget_guard.cli import main
-from budget_guard.demo_upstream import create_demo_upstream
+from budget_guard.proxy.demo_upstream import create_demo_upstream
 from tests.cli.processes import clean_environment, serving
 from tests.proxy.servers import serve
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from budget_guard.budget.weights import BudgetWeights
+from budget_guard.budget.window import ConfigError
 from budget_guard.config import settings_from_mapping
 from budget_guard.counting import TokenUsage
-from budget_guard.weights import BudgetWeights
-from budget_guard.window import ConfigError
 
 # The worked example of docs/costs-and-weights.md.
 EXAMPLE = {

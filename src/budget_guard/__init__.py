@@ -21,15 +21,20 @@ from budget_guard.auth import (
     JwtAuthenticator,
     Role,
 )
-from budget_guard.clock import ManualClock
+from budget_guard.budget import (
+    BudgetPolicy,
+    ConfigError,
+    Ledger,
+    LimitUnavailable,
+    ManualClock,
+    UsageSnapshot,
+    Window,
+)
 from budget_guard.config import Settings, load_settings
 from budget_guard.counting import TokenCounter, TokenUsage
 from budget_guard.events import GuardEvents
 from budget_guard.guard import BudgetGuardMiddleware, GuardSettings
-from budget_guard.ledger import Ledger
-from budget_guard.policy import BudgetPolicy, LimitUnavailable
 from budget_guard.proxy import UpstreamProxy
-from budget_guard.snapshot import UsageSnapshot
 from budget_guard.stores import (
     Dedupe,
     MemoryStore,
@@ -38,7 +43,6 @@ from budget_guard.stores import (
     UsageStore,
     open_store,
 )
-from budget_guard.window import ConfigError, Window
 
 if TYPE_CHECKING:
     from budget_guard.app import build_app

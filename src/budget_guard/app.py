@@ -28,12 +28,12 @@ from budget_guard.auth import (
     Role,
     authenticator_from_config,
 )
+from budget_guard.budget.ledger import Ledger
 from budget_guard.config import Settings, load_settings
 from budget_guard.endpoint import EndpointSettings, UsageEndpoint
 from budget_guard.endpoint.limits import LimitsEndpoint, limits_path
 from budget_guard.endpoint.settings import DEFAULT_OPENAPI_PATH
 from budget_guard.guard import BudgetGuardMiddleware, GuardSettings
-from budget_guard.ledger import Ledger
 from budget_guard.observability import (
     FanOutEvents,
     HealthChecks,
@@ -43,7 +43,7 @@ from budget_guard.observability import (
     UsagePage,
     instrument_ledger,
 )
-from budget_guard.proxy_settings import ProxySettings
+from budget_guard.proxy.settings import ProxySettings
 
 DEMO_COMPANY = uuid.UUID("00000000-0000-4000-8000-000000000001")
 DEMO_KEY_ENV = "BUDGET_GUARD_DEMO_KEY"

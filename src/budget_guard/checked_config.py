@@ -3,7 +3,7 @@
 ``budget-guard serve`` used to print its banner and then fail on a bad API key entry, or
 with a traceback on a bad upstream URL, because each table was only built when the app was.
 :func:`check_config` builds them all up front, so every mistake is one
-:class:`~budget_guard.window.ConfigError` line before the banner; ``budget-guard check``
+:class:`~budget_guard.budget.window.ConfigError` line before the banner; ``budget-guard check``
 runs the same checks and prints :func:`effective_toml`, the configuration as the server would
 run it (defaults filled in, secrets masked).
 """
@@ -26,8 +26,8 @@ from budget_guard.endpoint import EndpointSettings
 from budget_guard.guard import GuardSettings
 from budget_guard.observability import ObservabilitySettings
 from budget_guard.observability.logs import MASK, redact_config, secrets_in
-from budget_guard.proxy_settings import ProxySettings
-from budget_guard.server_settings import ServerSettings
+from budget_guard.proxy.settings import ProxySettings
+from budget_guard.server.settings import ServerSettings
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Each feature reads its own table (``[auth]``, ``[guard]``, ``[proxy]``...) from
 :attr:`Settings.raw`, so this module only knows the tables every deployment has: the budget
-and the store. A bad value is a :class:`~budget_guard.window.ConfigError` naming the key.
+and the store. A bad value is a :class:`~budget_guard.budget.window.ConfigError` naming the key.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from budget_guard.clock import Clock, system_clock
+from budget_guard.budget.clock import Clock, system_clock
+from budget_guard.budget.ledger import Ledger
+from budget_guard.budget.policy import BudgetPolicy, LimitProvider, check_limit
+from budget_guard.budget.weights import TYPES, BudgetWeights
+from budget_guard.budget.window import ConfigError, Window
 from budget_guard.config_tables import check_document, declare_table, reject_unknown
-from budget_guard.ledger import Ledger
-from budget_guard.policy import BudgetPolicy, LimitProvider, check_limit
 from budget_guard.stores import DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY, UsageStore, open_store
 from budget_guard.stores.memory import DEFAULT_MAX_IDEMPOTENCY_KEYS, DEFAULT_MAX_OBJECTS
-from budget_guard.weights import TYPES, BudgetWeights
-from budget_guard.window import ConfigError, Window
 
 CONFIG_ENV = "BUDGET_GUARD_CONFIG"
 
@@ -105,7 +105,7 @@ class BudgetSettings:
     limits: Mapping[UUID, int] = field(default_factory=dict)
     provider_cache_ttl_seconds: float = 60.0
     weights: BudgetWeights = field(default_factory=BudgetWeights)
-    """``[budget.weights]`` and ``[budget.model_weights]`` (see ``weights.py``); raw tokens
+    """``[budget.weights]`` and ``[budget.model_weights]`` (see ``budget/weights.py``); raw tokens
     when neither is set."""
 
     def policy(

@@ -3,7 +3,7 @@
 A typo'd table used to be ignored, so ``[porxy]`` ran the real keys against the demo
 upstream. Each settings module now declares its table here (one :func:`declare_table` call),
 and :func:`check_document` walks the whole parsed file before anything else reads it: an
-unknown table or key anywhere is one :class:`~budget_guard.window.ConfigError` in one
+unknown table or key anywhere is one :class:`~budget_guard.budget.window.ConfigError` in one
 wording, naming it and the nearest valid name::
 
     [porxy]: unknown table; did you mean [proxy]?
@@ -20,12 +20,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from budget_guard.window import ConfigError
+from budget_guard.budget.window import ConfigError
 
 SETTINGS_MODULES = (
     "budget_guard.config",
-    "budget_guard.server_settings",
-    "budget_guard.proxy_settings",
+    "budget_guard.server.settings",
+    "budget_guard.proxy.settings",
     "budget_guard.guard.settings",
     "budget_guard.guard.routes",
     "budget_guard.endpoint.settings",

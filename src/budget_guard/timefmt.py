@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
-from budget_guard.window import SECONDS_PER_DAY
+from budget_guard.budget.window import SECONDS_PER_DAY
 
 __all__ = ["format_duration", "format_time"]
 

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from budget_guard.demo_upstream import create_demo_upstream
+from budget_guard.proxy.demo_upstream import create_demo_upstream
 from tests.proxy.servers import serve
 from tests.redis_servers import RedisServer, free_port
 
@@ -165,7 +165,7 @@ def test_a_port_in_use_is_one_clear_line() -> None:
 def test_the_listening_socket_says_it_is_tcp() -> None:
     # asyncio sets TCP_NODELAY only on sockets created as IPPROTO_TCP; without it every
     # kept-alive response waited ~40 ms for a delayed ACK (the workers' socket too).
-    from budget_guard.cli import _bind
+    from budget_guard.cli.command import _bind
 
     sock = _bind("127.0.0.1", 0)
     try:

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from budget_guard.connections import BoundedConfig, ConnectionBounds, ThrottledReport
+from budget_guard.server.connections import BoundedConfig, ConnectionBounds, ThrottledReport
 
 HEADER_TIMEOUT = 0.5
 """Short: every test below outlasts it several times over."""

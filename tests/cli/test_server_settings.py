@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from budget_guard.server_settings import MIN_CONNECTIONS, ServerSettings
-from budget_guard.window import ConfigError
+from budget_guard.budget.window import ConfigError
+from budget_guard.server.settings import MIN_CONNECTIONS, ServerSettings
 
 from .processes import run_once
 

@@ -19,11 +19,11 @@ from starlette.types import Receive, Scope, Send
 from tests.proxy.servers import serve
 
 from budget_guard.auth import Authenticator
+from budget_guard.budget.ledger import Ledger
+from budget_guard.budget.policy import BudgetPolicy
+from budget_guard.budget.window import Window
 from budget_guard.endpoint import EndpointSettings, UsageEndpoint
-from budget_guard.ledger import Ledger
-from budget_guard.policy import BudgetPolicy
 from budget_guard.stores import MemoryStore, RedisStore, UsageStore
-from budget_guard.window import Window
 
 
 class _Switch:

@@ -6,9 +6,9 @@ from typing import Any
 
 from endpoint_support import COMPANY_A, PATH, USER_A_KEY, api_keys
 
+from budget_guard.budget.ledger import Ledger
 from budget_guard.config import settings_from_mapping
 from budget_guard.endpoint import EndpointSettings, UsageEndpoint
-from budget_guard.ledger import Ledger
 from budget_guard.stores import MemoryStore
 from budget_guard.wire import TextCase
 

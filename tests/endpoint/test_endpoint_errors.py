@@ -28,9 +28,9 @@ from endpoint_support import (
 from tests.proxy.servers import refused_url
 
 from budget_guard.auth import CallableAuthenticator, Identity
+from budget_guard.budget.window import Window
 from budget_guard.endpoint import EndpointSettings
 from budget_guard.stores import MemoryStore, RedisStore
-from budget_guard.window import Window
 from budget_guard.wire import INT64_MAX
 
 SMALL_CAP = 1024

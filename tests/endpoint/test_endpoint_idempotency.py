@@ -21,8 +21,8 @@ from endpoint_support import (
     usage,
 )
 
+from budget_guard.budget.window import Window
 from budget_guard.stores import MemoryStore, RedisStore, UsageStore
-from budget_guard.window import Window
 
 
 def _post(

@@ -8,10 +8,10 @@ import pytest
 from endpoint_support import PATH, api_keys
 from starlette.routing import Route
 
+from budget_guard.budget.ledger import Ledger
+from budget_guard.budget.window import ConfigError
 from budget_guard.endpoint import EndpointSettings, UsageEndpoint
-from budget_guard.ledger import Ledger
 from budget_guard.stores import MemoryStore
-from budget_guard.window import ConfigError
 from budget_guard.wire import TextCase
 
 

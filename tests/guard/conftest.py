@@ -15,15 +15,15 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from budget_guard.auth import ApiKey, ApiKeyAuthenticator, Authenticator, Role
-from budget_guard.clock import Clock, system_clock
-from budget_guard.demo_upstream import create_demo_upstream
+from budget_guard.budget.clock import Clock, system_clock
+from budget_guard.budget.ledger import Ledger
+from budget_guard.budget.policy import BudgetPolicy, LimitProvider
+from budget_guard.budget.weights import BudgetWeights
+from budget_guard.budget.window import Window
 from budget_guard.guard import BudgetGuardMiddleware, GuardSettings
-from budget_guard.ledger import Ledger
-from budget_guard.policy import BudgetPolicy, LimitProvider
 from budget_guard.proxy import UpstreamProxy
+from budget_guard.proxy.demo_upstream import create_demo_upstream
 from budget_guard.stores import MemoryStore, UsageStore
-from budget_guard.weights import BudgetWeights
-from budget_guard.window import Window
 from tests.proxy.servers import serve
 
 COMPANY_A = uuid.UUID("3fa85f64-5717-4562-b3fc-2c963f66afa6")

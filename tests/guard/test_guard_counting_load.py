@@ -11,8 +11,8 @@ import httpx
 import orjson
 import pytest
 
+from budget_guard.budget.window import ConfigError
 from budget_guard.guard import GuardSettings
-from budget_guard.window import ConfigError
 from tests.security.sec_support import (
     ADMIN_KEY,
     CHAT,

@@ -12,8 +12,8 @@ import uuid
 
 import httpx
 
+from budget_guard.budget.window import Window
 from budget_guard.stores import RedisStore
-from budget_guard.window import Window
 from tests.redis_servers import RedisCluster, RedisServer
 
 from .conftest import COMPANY_A, guarded_proxy, journal_replayed, served_burst

@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
+from budget_guard.budget.snapshot import UsageSnapshot
+from budget_guard.budget.window import ConfigError, Window
 from budget_guard.counting import TokenCounter
 from budget_guard.guard import GuardSettings
-from budget_guard.snapshot import UsageSnapshot
 from budget_guard.stores import MemoryStore, Reservation
-from budget_guard.window import ConfigError, Window
 
 from .conftest import COMPANY_A, KEY_A, guarded_proxy
 

@@ -9,10 +9,10 @@ import json
 import openai
 import pytest
 
+from budget_guard.budget.window import ConfigError
 from budget_guard.counting import TokenCounter
 from budget_guard.counting.encoding_lookup import count_text, encoding_for_model
 from budget_guard.guard import GuardSettings
-from budget_guard.window import ConfigError
 from tests.proxy.servers import serve
 from tests.proxy.upstreams import ReasoningStreamUpstream
 

@@ -8,10 +8,10 @@ import uuid
 
 import httpx
 
+from budget_guard.budget.window import Window
 from budget_guard.counting import TokenCounter
 from budget_guard.guard import GuardSettings
 from budget_guard.stores import RedisStore
-from budget_guard.window import Window
 from tests.redis_servers import RedisServer
 
 from .conftest import COMPANY_A, KEY_A, guarded_proxy, journal_replayed, served_burst

@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from budget_guard.budget.weights import BudgetWeights
 from budget_guard.guard import GuardSettings
-from budget_guard.weights import BudgetWeights
 from tests.guard.conftest import COMPANY_A, KEY_A, guarded_proxy
 from tests.proxy.servers import serve
 

@@ -8,8 +8,8 @@ import uuid
 import pytest
 
 from budget_guard.alerts import AlertDispatcher, AlertSettings, ThresholdCrossed, sign, verify
-from budget_guard.snapshot import UsageSnapshot
-from budget_guard.window import ConfigError
+from budget_guard.budget.snapshot import UsageSnapshot
+from budget_guard.budget.window import ConfigError
 
 COMPANY = uuid.uuid4()
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from budget_guard.overrides import OverrideReader
+from budget_guard.budget.overrides import OverrideReader
+from budget_guard.budget.window import Window
 from budget_guard.stores import RedisStore
-from budget_guard.window import Window
 
 
 async def test_a_burst_of_first_requests_reads_the_override_once(redis_url: str) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from tests.proxy.servers import serve
 
-from budget_guard.demo_upstream import create_demo_upstream
+from budget_guard.proxy.demo_upstream import create_demo_upstream
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from starlette.applications import Starlette
 
 from budget_guard.app import build_app
 from budget_guard.auth import ApiKey, ApiKeyAuthenticator, Role
+from budget_guard.budget.ledger import Ledger
 from budget_guard.config import Settings, settings_from_mapping
-from budget_guard.ledger import Ledger
 
 COMPANY_A = uuid.UUID("3fa85f64-5717-4562-b3fc-2c963f66afa6")
 COMPANY_B = uuid.UUID("7c9e6679-7425-40de-944b-e07fc1f90ae7")

@@ -14,8 +14,8 @@ from obs_support import CHAT, COMPANY_A, bearer, guarded_app, sample, scrape
 from tests.proxy.servers import serve
 from tests.redis_servers import RedisServer
 
+from budget_guard.budget.window import Window
 from budget_guard.stores import open_store
-from budget_guard.window import Window
 
 
 async def wait_for(client: httpx.AsyncClient, path: str, status: int) -> httpx.Response:

@@ -24,10 +24,10 @@ from obs_support import (
 )
 from tests.proxy.servers import serve
 
-from budget_guard.ledger import Ledger
-from budget_guard.policy import BudgetPolicy
+from budget_guard.budget.ledger import Ledger
+from budget_guard.budget.policy import BudgetPolicy
+from budget_guard.budget.window import Window
 from budget_guard.stores import MemoryStore
-from budget_guard.window import Window
 
 
 def memory_ledger() -> Ledger:

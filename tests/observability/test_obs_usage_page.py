@@ -23,13 +23,13 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from tests.proxy.servers import serve
 
-from budget_guard.clock import ManualClock
-from budget_guard.ledger import Ledger
+from budget_guard.budget.clock import ManualClock
+from budget_guard.budget.ledger import Ledger
+from budget_guard.budget.policy import BudgetPolicy
+from budget_guard.budget.window import Window
 from budget_guard.observability import UsagePage
 from budget_guard.observability.report import format_time
-from budget_guard.policy import BudgetPolicy
 from budget_guard.stores import MemoryStore
-from budget_guard.window import Window
 
 NOW = dt.datetime(2024, 5, 20, 10, 0, tzinfo=dt.UTC)
 

@@ -30,12 +30,12 @@ from tests.proxy.servers import serve
 from tests.redis_servers import require_tool
 
 from budget_guard.auth import CallableAuthenticator, Identity, Role
-from budget_guard.clock import ManualClock
-from budget_guard.ledger import Ledger
+from budget_guard.budget.clock import ManualClock
+from budget_guard.budget.ledger import Ledger
+from budget_guard.budget.policy import BudgetPolicy
+from budget_guard.budget.window import Window
 from budget_guard.observability import UsagePage
-from budget_guard.policy import BudgetPolicy
 from budget_guard.stores import MemoryStore
-from budget_guard.window import Window
 
 NOW = dt.datetime(2024, 5, 20, 15, 0, tzinfo=dt.UTC)
 LIMIT = 2_000_000

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from budget_guard.demo_upstream import create_demo_upstream
 from budget_guard.proxy import UpstreamProxy
+from budget_guard.proxy.demo_upstream import create_demo_upstream
 from tests.proxy.servers import serve
 
 UPSTREAM_KEY = "sk-upstream-secret"

@@ -16,7 +16,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
-from budget_guard.connections import BoundedConfig, ConnectionBounds
+from budget_guard.server.connections import BoundedConfig, ConnectionBounds
 
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 10.0

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from budget_guard.budget.window import ConfigError
 from budget_guard.proxy import UpstreamProxy
-from budget_guard.proxy_settings import ProxySettings
-from budget_guard.window import ConfigError
+from budget_guard.proxy.settings import ProxySettings
 from tests.proxy.conftest import CLIENT_KEY, UPSTREAM_KEY
 from tests.proxy.servers import serve
 from tests.proxy.upstreams import EchoUpstream

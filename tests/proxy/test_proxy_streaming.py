@@ -8,8 +8,8 @@ import httpx
 import openai
 import pytest
 
-from budget_guard.demo_upstream import create_demo_upstream
 from budget_guard.proxy import UpstreamProxy
+from budget_guard.proxy.demo_upstream import create_demo_upstream
 from tests.proxy.conftest import CLIENT_KEY, UPSTREAM_KEY
 from tests.proxy.servers import serve
 from tests.proxy.upstreams import (

@@ -9,9 +9,9 @@ import openai
 import pytest
 
 from budget_guard.app import build_app
+from budget_guard.budget.window import ConfigError
 from budget_guard.config import settings_from_mapping
-from budget_guard.proxy_settings import ProxySettings
-from budget_guard.window import ConfigError
+from budget_guard.proxy.settings import ProxySettings
 from tests.proxy.conftest import CLIENT_KEY
 from tests.proxy.servers import serve
 

@@ -17,13 +17,13 @@ import pytest
 
 from budget_guard.app import build_app
 from budget_guard.auth import ApiKey, ApiKeyAuthenticator
-from budget_guard.clock import ManualClock
+from budget_guard.budget.clock import ManualClock
+from budget_guard.budget.ledger import Ledger
+from budget_guard.budget.policy import BudgetPolicy
+from budget_guard.budget.window import Window
 from budget_guard.config import settings_from_mapping
-from budget_guard.demo_upstream import create_demo_upstream
-from budget_guard.ledger import Ledger
-from budget_guard.policy import BudgetPolicy
+from budget_guard.proxy.demo_upstream import create_demo_upstream
 from budget_guard.stores import MemoryStore, RedisStore, UsageStore
-from budget_guard.window import Window
 from tests.proxy.servers import serve
 
 from .support import CHAT_PATH, USAGE_PATH

@@ -14,8 +14,8 @@ from pathlib import Path
 import aiohttp
 import orjson
 
+from budget_guard.budget.window import Window
 from budget_guard.stores import RedisStore
-from budget_guard.window import Window
 from tests.redis_servers import RedisServer
 
 from .support import (

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from budget_guard.budget.window import Window
 from budget_guard.stores import RedisStore, StoreUnavailable
-from budget_guard.window import Window
 from tests.redis_servers import RedisServer
 
 from .support import (

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from budget_guard.app import build_app
 from budget_guard.config import settings_from_mapping
-from budget_guard.demo_upstream import create_demo_upstream
+from budget_guard.proxy.demo_upstream import create_demo_upstream
 from budget_guard.wire import jsv
 from tests.proxy.servers import serve
 

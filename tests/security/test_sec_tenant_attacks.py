@@ -22,11 +22,11 @@ import pytest
 
 from budget_guard.app import build_app
 from budget_guard.auth import ApiKeyAuthenticator
+from budget_guard.budget.ledger import Ledger
+from budget_guard.budget.window import ConfigError
 from budget_guard.config import settings_from_mapping
 from budget_guard.guard import BudgetGuardMiddleware, GuardSettings
-from budget_guard.ledger import Ledger
 from budget_guard.stores import MemoryStore
-from budget_guard.window import ConfigError
 from tests.proxy.servers import serve
 from tests.security.sec_support import (
     COMPANY_A,

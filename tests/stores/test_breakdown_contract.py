@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 
-from budget_guard.clock import ManualClock
+from budget_guard.budget.clock import ManualClock
+from budget_guard.budget.window import INT64_MAX, Window
 from budget_guard.stores import Dedupe
 from budget_guard.stores.base import BREAKDOWN_KINDS
-from budget_guard.window import INT64_MAX, Window
 
 from .conftest import StoreFactory
 

@@ -7,8 +7,8 @@ import multiprocessing
 import random
 import uuid
 
+from budget_guard.budget.window import Window
 from budget_guard.stores import MemoryStore, RedisStore
-from budget_guard.window import Window
 
 
 async def _hammer(url: str, company: str, amounts: list[int]) -> None:

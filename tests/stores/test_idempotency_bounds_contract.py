@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from budget_guard.clock import ManualClock
+from budget_guard.budget.clock import ManualClock
 from budget_guard.stores import Dedupe, IdempotencyConflict, IdempotencyKeysExhausted
 
 from .conftest import StoreFactory

@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
-from budget_guard.clock import ManualClock
+from budget_guard.budget.clock import ManualClock
+from budget_guard.budget.window import Window
 from budget_guard.stores import Dedupe, IdempotencyKeysExhausted, MemoryStore, StoreFull
-from budget_guard.window import Window
 
 
 async def test_a_full_store_refuses_loudly_instead_of_dropping_live_usage() -> None:

@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
-from budget_guard.clock import ManualClock
-from budget_guard.ledger import Ledger
+from budget_guard.budget.clock import ManualClock
+from budget_guard.budget.ledger import Ledger
 from budget_guard.observability.metrics import PrometheusEvents, instrument_ledger
 from budget_guard.stores import MAX_OBJECT_ID_CHARS
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from budget_guard.budget.window import Window
 from budget_guard.stores import RedisStore, StoreUnavailable
-from budget_guard.window import Window
 from tests.redis_servers import RedisServer
 
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from budget_guard.clock import ManualClock
+from budget_guard.budget.clock import ManualClock
+from budget_guard.budget.window import Window
 from budget_guard.stores import Dedupe, RedisStore
-from budget_guard.window import Window
 from tests.redis_servers import RedisCluster
 
 

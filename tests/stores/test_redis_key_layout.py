@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from budget_guard.clock import ManualClock
+from budget_guard.budget.clock import ManualClock
+from budget_guard.budget.window import Window
 from budget_guard.stores import Dedupe, RedisStore, StoreUnavailable
-from budget_guard.window import Window
 
 
 @pytest.fixture

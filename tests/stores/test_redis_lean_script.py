@@ -13,9 +13,9 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
+from budget_guard.budget.window import Window
 from budget_guard.stores import Dedupe, RedisStore, StoreUnavailable
 from budget_guard.stores.resp import LeanScript
-from budget_guard.window import Window
 from tests.redis_servers import RedisServer
 
 

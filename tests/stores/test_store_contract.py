@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from budget_guard.clock import ManualClock
+from budget_guard.budget.clock import ManualClock
+from budget_guard.budget.window import INT32_MAX, INT64_MAX, Window
 from budget_guard.stores import Dedupe, IdempotencyConflict, UsageOverflow
-from budget_guard.window import INT32_MAX, INT64_MAX, Window
 
 from .conftest import StoreFactory
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from budget_guard.clock import ManualClock
-from budget_guard.snapshot import UsageSnapshot
-from budget_guard.window import Window
+from budget_guard.budget.clock import ManualClock
+from budget_guard.budget.snapshot import UsageSnapshot
+from budget_guard.budget.window import Window
 from tests.stores.conftest import StoreFactory
 
 Crossing = tuple[uuid.UUID, float, int]

@@ -22,8 +22,8 @@ import httpx
 
 from budget_guard.alerts.events import ThresholdCrossed
 from budget_guard.alerts.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from budget_guard.budget.snapshot import UsageSnapshot
 from budget_guard.failure import describe
-from budget_guard.snapshot import UsageSnapshot
 
 log = logging.getLogger("budget_guard.alerts")
 

@@ -11,7 +11,7 @@ from uuid import UUID
 
 import orjson
 
-from budget_guard.snapshot import UsageSnapshot
+from budget_guard.budget.snapshot import UsageSnapshot
 
 EVENT_TYPE = "budget.threshold_crossed"
 

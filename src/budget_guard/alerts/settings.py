@@ -1,7 +1,7 @@
 """The ``[alerts]`` table: thresholds, webhooks, their secret, and the delivery queue.
 
 Checked when the settings are built, so a typo fails at start-up with a
-:class:`~budget_guard.window.ConfigError` naming the key.
+:class:`~budget_guard.budget.window.ConfigError` naming the key.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from budget_guard.budget.window import ConfigError
 from budget_guard.config_tables import declare_table, reject_unknown
 from budget_guard.stores.base import check_thresholds
-from budget_guard.window import ConfigError
 
 DEFAULT_THRESHOLDS = (0.8, 0.95, 1.0)
 _KNOWN_KEYS = frozenset(

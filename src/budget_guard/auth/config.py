@@ -17,8 +17,8 @@ from budget_guard.auth.credentials import is_credential_text
 from budget_guard.auth.guids import parse_guid
 from budget_guard.auth.identity import Authenticator, Role
 from budget_guard.auth.jwt_bearer import JwtAuthenticator, check_algorithms, is_hmac
+from budget_guard.budget.window import ConfigError
 from budget_guard.config_tables import declare_table, reject_unknown
-from budget_guard.window import ConfigError
 
 _SECTION_KEYS = frozenset({"api_keys", "jwt"})
 _API_KEY_KEYS = frozenset({"key", "key_env", "company_id", "role", "name"})

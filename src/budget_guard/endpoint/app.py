@@ -37,6 +37,7 @@ from budget_guard.auth import (
     Identity,
     resolve_company,
 )
+from budget_guard.budget.ledger import Ledger
 from budget_guard.eager import receive_with_deadline
 from budget_guard.endpoint.body import (
     BodyTooLarge,
@@ -62,7 +63,6 @@ from budget_guard.endpoint.responses import (
 from budget_guard.endpoint.settings import EndpointSettings
 from budget_guard.events import NO_EVENTS, GuardEvents
 from budget_guard.failure import describe
-from budget_guard.ledger import Ledger
 from budget_guard.stores import (
     IdempotencyConflict,
     IdempotencyKeysExhausted,

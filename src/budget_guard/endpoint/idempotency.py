@@ -25,7 +25,7 @@ from dataclasses import replace
 from uuid import UUID, uuid5
 
 from budget_guard.auth import Identity, Role
-from budget_guard.ledger import Ledger
+from budget_guard.budget.ledger import Ledger
 from budget_guard.stores import Dedupe, RecordResult
 
 __all__ = [

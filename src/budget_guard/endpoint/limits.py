@@ -20,6 +20,7 @@ from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
 from budget_guard.auth import Authenticator, Identity, Role
+from budget_guard.budget.ledger import Ledger, LimitInfo, OverridesUnsupported
 from budget_guard.eager import receive_with_deadline
 from budget_guard.endpoint.app import _Query
 from budget_guard.endpoint.body import (
@@ -32,7 +33,6 @@ from budget_guard.endpoint.paths import route_path
 from budget_guard.endpoint.responses import Reply, error_reply, status_reply
 from budget_guard.endpoint.settings import EndpointSettings
 from budget_guard.failure import describe
-from budget_guard.ledger import Ledger, LimitInfo, OverridesUnsupported
 from budget_guard.stores import StoreError
 from budget_guard.wire import (
     METHOD_NOT_ALLOWED,

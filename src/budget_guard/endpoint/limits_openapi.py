@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from budget_guard.budget.window import INT32_MAX
 from budget_guard.endpoint.openapi import _REF, _content, _query
 from budget_guard.endpoint.settings import EndpointSettings
-from budget_guard.window import INT32_MAX
 from budget_guard.wire import wire_name
 
 _LIMIT = {"type": "integer", "format": "int32", "minimum": 0, "maximum": INT32_MAX}

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from budget_guard.budget.window import INT32_MAX
 from budget_guard.endpoint.settings import EndpointSettings
-from budget_guard.window import INT32_MAX
 from budget_guard.wire import INT64_MAX, TextCase, wire_name
 from budget_guard.wire.dto import USAGE_MEMBERS
 from budget_guard.wire.negotiation import WireFormat

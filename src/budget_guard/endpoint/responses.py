@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from starlette.types import Send
 
-from budget_guard.snapshot import UsageSnapshot
+from budget_guard.budget.snapshot import UsageSnapshot
 from budget_guard.wire import (
     FieldError,
     ResponseStatus,

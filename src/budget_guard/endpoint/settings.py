@@ -1,7 +1,7 @@
 """The ``[endpoint]`` table: where the usage endpoint lives and how it answers.
 
 Every value is checked when the settings are built, so a typo fails at start-up with a
-:class:`~budget_guard.window.ConfigError` naming the key, never on a request.
+:class:`~budget_guard.budget.window.ConfigError` naming the key, never on a request.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from budget_guard.budget.window import ConfigError
 from budget_guard.config_tables import declare_table, reject_unknown
-from budget_guard.window import ConfigError
 from budget_guard.wire import TextCase
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_OPENAPI_PATH", "DEFAULT_PATH", "EndpointSettings"]

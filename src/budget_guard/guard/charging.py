@@ -8,16 +8,16 @@ floor: the counted prompt on metered routes, ``tokens`` on the others. The upstr
 complete usage report, where it gives one, is the bill itself.
 
 Metered routes are charged in budget tokens: raw tokens unless the operator set
-:class:`~budget_guard.weights.BudgetWeights`. Flat and unknown routes are charged as configured or
-as the upstream reports, unweighted (they have no breakdown to weigh).
+:class:`~budget_guard.budget.weights.BudgetWeights`. Flat and unknown routes are charged as
+configured or as the upstream reports, unweighted (they have no breakdown to weigh).
 """
 
 from __future__ import annotations
 
+from budget_guard.budget.weights import BudgetWeights
 from budget_guard.counting import RequestTokens, ResponseMeter
 from budget_guard.counting.meter import COUNTED, UPSTREAM
 from budget_guard.guard.routes import FLAT, FREE, METERED, Route
-from budget_guard.weights import BudgetWeights
 
 RAW = BudgetWeights()
 

@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from budget_guard.budget.snapshot import UsageSnapshot
 from budget_guard.counting import RequestTokens, ResponseMeter
 from budget_guard.eager import run_shielded
 from budget_guard.guard.charging import breakdown_of, charge
 from budget_guard.guard.replies import budget_headers
 from budget_guard.guard.routes import USAGE, Route
 from budget_guard.guard.stream_usage import UsageChunkRemover
-from budget_guard.proxy import UPSTREAM_MAY_BILL
-from budget_guard.snapshot import UsageSnapshot
+from budget_guard.proxy.upstream import UPSTREAM_MAY_BILL
 from budget_guard.stores import Reservation, StoreError
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from uuid import UUID
 
-from budget_guard.ledger import Ledger
+from budget_guard.budget.ledger import Ledger
 from budget_guard.stores import Dedupe, StoreError, StoreUnavailable
 from budget_guard.stores.base import Breakdown
 

@@ -28,7 +28,9 @@ from budget_guard.auth import (
     resolve_company,
 )
 from budget_guard.auth.guids import parse_guid
-from budget_guard.clock import Clock, system_clock
+from budget_guard.budget.clock import Clock, system_clock
+from budget_guard.budget.ledger import Ledger
+from budget_guard.budget.snapshot import UsageSnapshot
 from budget_guard.counting import InvalidRequestBody, RequestTokens, TokenCounter
 from budget_guard.events import NO_EVENTS, GuardEvents
 from budget_guard.failure import describe
@@ -48,9 +50,7 @@ from budget_guard.guard.routes import (
 )
 from budget_guard.guard.settings import GuardSettings
 from budget_guard.guard.stream_usage import ASKS_FOR_USAGE, ask_for_usage
-from budget_guard.ledger import Ledger
-from budget_guard.openai_errors import send_openai_error
-from budget_guard.snapshot import UsageSnapshot
+from budget_guard.proxy.openai_errors import send_openai_error
 from budget_guard.stores import Dedupe, Reservation, StoreError, StoreFull, StoreUnavailable
 from budget_guard.stores.base import Breakdown, settle_dedupe
 

@@ -7,8 +7,8 @@ import math
 
 from starlette.types import Send
 
-from budget_guard.openai_errors import send_openai_error
-from budget_guard.snapshot import UsageSnapshot
+from budget_guard.budget.snapshot import UsageSnapshot
+from budget_guard.proxy.openai_errors import send_openai_error
 from budget_guard.timefmt import format_duration, format_time
 
 SHOULD_NOT_RETRY_AFTER = 60.0

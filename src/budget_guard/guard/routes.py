@@ -25,9 +25,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from budget_guard.budget.window import ConfigError
 from budget_guard.config_tables import declare_table, reject_unknown
 from budget_guard.counting import routes as kinds
-from budget_guard.window import ConfigError
 
 METERED = "metered"
 USAGE = "usage"

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from budget_guard.budget.window import ConfigError
 from budget_guard.config_tables import declare_table, reject_unknown
 from budget_guard.counting.body_limits import (
     DEFAULT_MAX_ARRAY_ITEMS,
@@ -15,7 +16,6 @@ from budget_guard.counting.body_limits import (
     BodyLimits,
 )
 from budget_guard.guard.routes import Route, RoutePolicy, routes_from_config
-from budget_guard.window import ConfigError
 
 _KNOWN = {
     "paths",

@@ -14,9 +14,9 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from budget_guard.budget.ledger import Ledger
 from budget_guard.counting import preload_encodings
 from budget_guard.encodings import EncodingIntegrityError
-from budget_guard.ledger import Ledger
 from budget_guard.stores import StoreError
 
 __all__ = ["HealthChecks"]

@@ -29,10 +29,10 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from budget_guard.budget.ledger import Ledger
+from budget_guard.budget.snapshot import UsageSnapshot
 from budget_guard.events import GuardEvents
 from budget_guard.guard.journal import UsageJournal
-from budget_guard.ledger import Ledger
-from budget_guard.snapshot import UsageSnapshot
 from budget_guard.stores.base import (
     Breakdown,
     Dedupe,

@@ -15,10 +15,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from budget_guard.ledger import Ledger
-from budget_guard.snapshot import UsageSnapshot
+from budget_guard.budget.ledger import Ledger
+from budget_guard.budget.snapshot import UsageSnapshot
+from budget_guard.budget.window import SECONDS_PER_DAY
 from budget_guard.timefmt import format_duration, format_time
-from budget_guard.window import SECONDS_PER_DAY
 
 __all__ = [
     "DayUsage",

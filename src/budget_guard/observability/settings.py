@@ -1,7 +1,7 @@
 """The ``[observability]`` table: metrics, their labels, and the log format.
 
 Checked when the app is built, so a typo fails at start-up with a
-:class:`~budget_guard.window.ConfigError` naming the key, never on a request.
+:class:`~budget_guard.budget.window.ConfigError` naming the key, never on a request.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from budget_guard.budget.window import ConfigError
 from budget_guard.config_tables import declare_table, reject_unknown
-from budget_guard.window import ConfigError
 
 _KNOWN = frozenset({"metrics", "metrics_path", "company_labels", "json_logs"})
 declare_table("observability", _KNOWN)

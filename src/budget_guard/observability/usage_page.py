@@ -35,9 +35,9 @@ from budget_guard.auth import (
     resolve_company,
 )
 from budget_guard.auth.guids import parse_guid
-from budget_guard.clock import Clock, system_clock
+from budget_guard.budget.clock import Clock, system_clock
+from budget_guard.budget.ledger import Ledger
 from budget_guard.events import NO_EVENTS, GuardEvents
-from budget_guard.ledger import Ledger
 from budget_guard.observability.report import (
     UsageReport,
     breakdown_text,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from budget_guard.clock import Clock, system_clock
+from budget_guard.budget.clock import Clock, system_clock
+from budget_guard.budget.window import ConfigError, Window
 from budget_guard.stores.base import (
     DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY,
     MAX_OBJECT_ID_CHARS,
@@ -20,7 +21,6 @@ from budget_guard.stores.base import (
     UsageStore,
 )
 from budget_guard.stores.memory import MemoryStore
-from budget_guard.window import ConfigError, Window
 
 __all__ = [
     "DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY",

@@ -1,7 +1,7 @@
 """The one storage protocol every usage store implements, and the errors they share.
 
 Stores know buckets and numbers; they do not know policies. The limit to judge against is
-passed in on each call (the :class:`~budget_guard.ledger.Ledger` looks it up), so that a
+passed in on each call (the :class:`~budget_guard.budget.ledger.Ledger` looks it up), so that a
 reservation can be granted or refused atomically inside the store.
 """
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
-from budget_guard.snapshot import UsageSnapshot
-from budget_guard.window import Window
+from budget_guard.budget.snapshot import UsageSnapshot
+from budget_guard.budget.window import Window
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY = 100_000

@@ -26,8 +26,9 @@ from uuid import UUID
 
 from cachetools import TLRUCache, TTLCache
 
-from budget_guard.clock import Clock, system_clock
-from budget_guard.snapshot import UsageSnapshot
+from budget_guard.budget.clock import Clock, system_clock
+from budget_guard.budget.snapshot import UsageSnapshot
+from budget_guard.budget.window import INT64_MAX, Window
 from budget_guard.stores.base import (
     BREAKDOWN_KINDS,
     DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY,
@@ -47,7 +48,6 @@ from budget_guard.stores.base import (
     crossed_thresholds,
     settle_dedupe,
 )
-from budget_guard.window import INT64_MAX, Window
 
 _log = logging.getLogger("budget_guard.stores.memory")
 

@@ -29,9 +29,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from budget_guard.clock import Clock, system_clock
+from budget_guard.budget.clock import Clock, system_clock
+from budget_guard.budget.snapshot import UsageSnapshot
+from budget_guard.budget.window import Window
 from budget_guard.failure import describe
-from budget_guard.snapshot import UsageSnapshot
 from budget_guard.stores.base import (
     BREAKDOWN_KINDS,
     DEFAULT_MAX_IDEMPOTENCY_KEYS_PER_COMPANY,
@@ -53,7 +54,6 @@ from budget_guard.stores.base import (
 )
 from budget_guard.stores.resp import LeanScript
 from budget_guard.stores.restarts import RestartWatch
-from budget_guard.window import Window
 
 _log = logging.getLogger("budget_guard.stores.redis")
 _SCRIPT = files("budget_guard.stores").joinpath("usage.lua").read_text(encoding="utf-8")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from budget_guard.window import INT32_MAX
+from budget_guard.budget.window import INT32_MAX
 from budget_guard.wire.binding import (
     COMPANY_ID,
     _as_int64,

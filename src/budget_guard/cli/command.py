@@ -1,4 +1,5 @@
-"""The ``budget-guard`` command: ``budget-guard serve`` runs the complete guarded proxy."""
+"""The ``budget-guard`` command: ``budget-guard serve`` runs the complete guarded proxy, and
+``budget-guard check`` checks its config without serving (``usage`` and ``limits``: see there)."""
 
 from __future__ import annotations
 
@@ -19,14 +20,14 @@ from urllib.parse import urlsplit, urlunsplit
 import uvicorn
 
 from budget_guard.auth import AuthConfigError
+from budget_guard.budget.window import ConfigError
+from budget_guard.cli.limits import add_limits_command, run_limits
+from budget_guard.cli.usage import add_usage_command, run_usage
 from budget_guard.config import CONFIG_ENV, Settings, load_settings
-from budget_guard.connections import BoundedConfig, ConnectionBounds
-from budget_guard.descriptors import raise_descriptor_limit, reserved_descriptors
-from budget_guard.limits_cli import add_limits_command, run_limits
-from budget_guard.server_settings import ServerSettings
+from budget_guard.server.connections import BoundedConfig, ConnectionBounds
+from budget_guard.server.descriptors import raise_descriptor_limit, reserved_descriptors
+from budget_guard.server.settings import ServerSettings
 from budget_guard.stores import StoreError
-from budget_guard.usage_cli import add_usage_command, run_usage
-from budget_guard.window import ConfigError
 
 if TYPE_CHECKING:
     from budget_guard.checked_config import CheckedConfig
@@ -271,7 +272,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def _start_demo_upstream() -> str:
     """Serve the demo upstream on a free loopback port, in a thread of this process."""
-    from budget_guard.demo_upstream import create_demo_upstream
+    from budget_guard.proxy.demo_upstream import create_demo_upstream
 
     sock = _bind("127.0.0.1", 0)
     config = uvicorn.Config(create_demo_upstream(), log_level="warning", lifespan="on")
@@ -351,7 +352,3 @@ def _banner(
             f"              curl -s {base}{endpoint.path} -H 'Authorization: Bearer {demo.key}'",
         ]
     print("\n".join(lines), flush=True)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

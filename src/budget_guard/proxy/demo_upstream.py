@@ -45,7 +45,7 @@ from budget_guard.counting.prompt_request import (
     count_embeddings_request,
 )
 from budget_guard.counting.responses_request import count_responses_request
-from budget_guard.openai_errors import openai_error_body
+from budget_guard.proxy.openai_errors import openai_error_body
 
 __all__ = ["DEMO_MODELS", "create_demo_upstream"]
 

@@ -41,18 +41,20 @@ from urllib.parse import quote
 import httpx
 from starlette.types import Message, Receive, Scope, Send
 
-from budget_guard.openai_errors import DOT_SEGMENT_MESSAGE, has_dot_segment, send_openai_error
+from budget_guard.proxy.openai_errors import DOT_SEGMENT_MESSAGE, has_dot_segment, send_openai_error
 
 __all__ = [
     "DEFAULT_FORWARDED_HEADERS",
     "DEFAULT_TIMEOUT",
+    "UPSTREAM_MAY_BILL",
     "AuthStyle",
     "TransportName",
     "UpstreamProxy",
     "check_headers",
+    "check_upstream_url",
 ]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("budget_guard.proxy")
 
 TransportName = Literal["aiohttp", "httpx"]
 AuthStyle = Literal["bearer", "x-api-key"]

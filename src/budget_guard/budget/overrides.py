@@ -14,7 +14,7 @@ from uuid import UUID
 
 from cachetools import TTLCache
 
-from budget_guard.clock import Clock, system_clock
+from budget_guard.budget.clock import Clock, system_clock
 from budget_guard.stores.base import LimitOverrides, UsageStore
 
 OVERRIDE_CACHE_SECONDS = 0.5

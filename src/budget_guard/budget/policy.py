@@ -13,10 +13,10 @@ from uuid import UUID
 
 from cachetools import TTLCache
 
-from budget_guard.clock import Clock, system_clock
+from budget_guard.budget.clock import Clock, system_clock
+from budget_guard.budget.window import INT32_MAX, ConfigError, Window
 from budget_guard.failure import describe
 from budget_guard.stores.base import StoreUnavailable
-from budget_guard.window import INT32_MAX, ConfigError, Window
 
 log = logging.getLogger("budget_guard.policy")
 

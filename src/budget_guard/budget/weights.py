@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from budget_guard.budget.window import ConfigError
 from budget_guard.counting.results import TokenUsage
-from budget_guard.window import ConfigError
 
 SCALE = 1000
 """Weights are whole multiples of 1/SCALE: 0.1 is kept as 100, 1.25 as 1250."""

@@ -11,9 +11,11 @@ import logging
 from dataclasses import dataclass
 from uuid import UUID
 
-from budget_guard.overrides import MISS, OverrideReader
-from budget_guard.policy import BudgetPolicy, check_limit
-from budget_guard.snapshot import UsageSnapshot
+from budget_guard.budget.overrides import MISS, OverrideReader
+from budget_guard.budget.policy import BudgetPolicy, check_limit
+from budget_guard.budget.snapshot import UsageSnapshot
+from budget_guard.budget.weights import BudgetWeights
+from budget_guard.budget.window import Window
 from budget_guard.stores.base import (
     Breakdown,
     Dedupe,
@@ -23,8 +25,6 @@ from budget_guard.stores.base import (
     ThresholdWatch,
     UsageStore,
 )
-from budget_guard.weights import BudgetWeights
-from budget_guard.window import Window
 
 log = logging.getLogger("budget_guard.limits")
 

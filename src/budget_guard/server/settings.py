@@ -2,8 +2,8 @@
 
 uvicorn on its own never times out a connection that has not sent a complete request head
 (only the gap *after* a response is bounded), and it accepts connections until the process
-runs out of file descriptors. These settings are the bounds :mod:`budget_guard.connections`
-enforces instead; see there for how.
+runs out of file descriptors. These settings are the bounds
+:mod:`budget_guard.server.connections` enforces instead; see there for how.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from budget_guard.budget.window import ConfigError
 from budget_guard.config_tables import declare_table, reject_unknown
-from budget_guard.window import ConfigError
 
 _KNOWN = {
     "host",

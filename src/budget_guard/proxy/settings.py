@@ -9,14 +9,14 @@ from typing import Any
 
 import httpx
 
+from budget_guard.budget.window import ConfigError
 from budget_guard.config_tables import declare_table, reject_unknown
-from budget_guard.proxy import (
+from budget_guard.proxy.upstream import (
     DEFAULT_FORWARDED_HEADERS,
     UpstreamProxy,
     check_headers,
     check_upstream_url,
 )
-from budget_guard.window import ConfigError
 
 _KNOWN = {
     "upstream_url",

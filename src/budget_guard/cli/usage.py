@@ -21,7 +21,7 @@ from uuid import UUID
 
 from budget_guard.alerts.settings import alert_thresholds
 from budget_guard.auth.guids import parse_guid
-from budget_guard.clock import Clock, system_clock
+from budget_guard.budget.clock import Clock, system_clock
 from budget_guard.config import CONFIG_ENV, Settings, load_settings
 from budget_guard.observability.logs import Redactor
 from budget_guard.observability.report import (

@@ -18,12 +18,12 @@ from typing import TextIO, TypeVar
 from uuid import UUID
 
 from budget_guard.auth.guids import parse_guid
+from budget_guard.budget.ledger import Ledger, LimitInfo
+from budget_guard.budget.policy import check_limit
+from budget_guard.budget.window import ConfigError
 from budget_guard.config import CONFIG_ENV, Settings, load_settings
-from budget_guard.ledger import Ledger, LimitInfo
 from budget_guard.observability.logs import Redactor
-from budget_guard.policy import check_limit
 from budget_guard.stores import StoreError
-from budget_guard.window import ConfigError
 
 __all__ = ["add_limits_command", "run_limits"]
 
