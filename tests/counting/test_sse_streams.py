@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import tiktoken
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from budget_guard.counting import RequestTokens, TokenCounter, TokenUsage
 from budget_guard.counting.sse import SseDecoder
@@ -241,3 +243,42 @@ def test_long_outputs_are_counted_in_folds_without_drift(o200k: tiktoken.Encodin
         delta = "".join(words[start : start + 50])
         meter.feed(b'data: {"choices":[{"index":0,"text":"' + delta.encode() + b'"}]}\n\n')
     assert meter.finish() == TokenUsage(1, _n(o200k, "".join(words)), "counted")
+
+
+EVENT_CHUNKS = st.lists(
+    st.sampled_from(
+        [
+            b"data: {}\n\n",
+            b'data: {"a":1}\n\n',
+            b"data:x\n\n",
+            b"data: x\r\n\r\n",
+            b"data: a\ndata: b\n\n",
+            b": comment\n\n",
+            b"data: ",
+            b"part\n",
+            b"\n",
+            b"\r",
+            b"data: " + b"y" * 70 + b"\n\n",
+            b"event: e\ndata: z\n\n",
+        ]
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(chunks=EVENT_CHUNKS)
+def test_whole_events_are_decoded_as_their_bytes_one_at_a_time_are(chunks: list[bytes]) -> None:
+    """The shortcut for a chunk that is one whole ``data:`` event gives what the general
+    path gives, whatever came before it (a partial line, a pending CR, an event too large)."""
+    whole: list[bytes] = []
+    decoder = SseDecoder(whole.append, max_event_bytes=64)
+    for chunk in chunks:
+        decoder.feed(chunk)
+    decoder.close()
+    bytewise: list[bytes] = []
+    reference = SseDecoder(bytewise.append, max_event_bytes=64)
+    for byte in b"".join(chunks):
+        reference.feed(bytes([byte]))
+    reference.close()
+    assert whole == bytewise

@@ -15,34 +15,36 @@ from budget_guard.counting.output_collector import OutputCollector
 
 
 def _add_message(collector: OutputCollector, index: int, message: object) -> None:
-    """A Chat message, or a streamed delta of one: text, tool calls, legacy function call."""
+    """A Chat message, or a streamed delta of one: text, tool calls, legacy function call.
+    Read by the keys it has (a delta has one or two), not by every key it might have."""
     if not isinstance(message, dict):
         return
-    _add_message_fields(collector, index, message)
-    tool_calls = message.get("tool_calls")
-    if isinstance(tool_calls, list):
-        for position, call in enumerate(tool_calls):
-            if isinstance(call, dict):
-                _add_call(
-                    collector,
-                    (index, "tool", call.get("index", position)),  # deltas name their call
-                    call.get("function") or call.get("custom"),
-                )
-    _add_call(collector, (index, "function_call"), message.get("function_call"))
+    for field, value in message.items():
+        if field == "content":
+            if isinstance(value, list):  # some servers answer with content parts
+                for part_index, part in enumerate(value):
+                    if isinstance(part, dict):
+                        collector.add_text((index, "part", part_index), part.get("text"))
+            else:
+                collector.add_text((index, "content"), value)
+        elif field in _MESSAGE_TEXTS:
+            collector.add_text((index, field), value)
+        elif field == "tool_calls":
+            if isinstance(value, list):
+                for position, call in enumerate(value):
+                    if isinstance(call, dict):
+                        _add_call(
+                            collector,
+                            (index, "tool", call.get("index", position)),  # deltas name it
+                            call.get("function") or call.get("custom"),
+                        )
+        elif field == "function_call":
+            _add_call(collector, (index, "function_call"), value)
 
 
-def _add_message_fields(collector: OutputCollector, index: int, message: dict[str, Any]) -> None:
-    content = message.get("content")
-    if isinstance(content, list):  # some servers answer with content parts
-        for part_index, part in enumerate(content):
-            if isinstance(part, dict):
-                collector.add_text((index, "part", part_index), part.get("text"))
-    else:
-        collector.add_text((index, "content"), content)
-    collector.add_text((index, "refusal"), message.get("refusal"))
-    # Reasoning text some OpenAI-compatible servers (vLLM, DeepSeek, OpenRouter) return.
-    collector.add_text((index, "reasoning_content"), message.get("reasoning_content"))
-    collector.add_text((index, "reasoning"), message.get("reasoning"))
+# The refusal, and the reasoning text some OpenAI-compatible servers (vLLM, DeepSeek,
+# OpenRouter) return.
+_MESSAGE_TEXTS = frozenset({"refusal", "reasoning_content", "reasoning"})
 
 
 def _add_call(collector: OutputCollector, key: tuple[Hashable, ...], call: object) -> None:

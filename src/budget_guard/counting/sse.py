@@ -71,6 +71,22 @@ class SseDecoder:
     def feed(self, chunk: bytes) -> None:
         if not chunk:
             return
+        if (
+            chunk[-2:] == b"\n\n"
+            and chunk[:6] == b"data: "
+            and chunk.count(b"\n") == 2
+            and b"\r" not in chunk
+            and not self._partial
+            and not self._data
+            and not self._after_cr
+            and not self._streaming_event
+            and self._line_mode == _BUFFERING
+            and len(chunk) - 8 <= self._max_event_bytes
+        ):
+            # One whole event of one data line, nothing pending: how nearly every chunk of
+            # an OpenAI-style stream arrives. Dispatched as the general path below would.
+            self._on_data(chunk[6:-2])
+            return
         if self._after_cr:
             self._after_cr = False
             if chunk[:1] == b"\n":
