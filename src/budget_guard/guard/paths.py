@@ -16,7 +16,9 @@ import re
 
 from starlette.types import Scope
 
-_SEGMENT = re.compile(r"[A-Za-z0-9_~:@-](?:[A-Za-z0-9._~:@-]*[A-Za-z0-9_~:@-])?")
+_SEGMENT = r"[A-Za-z0-9_~:@-](?:[A-Za-z0-9._~:@-]*[A-Za-z0-9_~:@-])?"
+_CANONICAL = re.compile(rf"(?:/{_SEGMENT})+")
+"""One or more ``/segment``: a segment is never empty, ``.`` or ``..``, nor ends in a dot."""
 
 
 def non_canonical(scope: Scope) -> str | None:
@@ -25,10 +27,9 @@ def non_canonical(scope: Scope) -> str | None:
     raw = scope.get("raw_path")
     if raw is not None and raw != path.encode("latin-1", "replace"):
         return "The request path must not contain percent-encoded characters."
-    for segment in path.split("/")[1:]:
-        if _SEGMENT.fullmatch(segment) is None:
-            return (
-                "The request path must be canonical: no empty, '.' or '..' segments, no ';' "
-                "parameters, no trailing dots, only letters, digits and '-_.~:@'."
-            )
+    if _CANONICAL.fullmatch(path) is None:
+        return (
+            "The request path must be canonical: no empty, '.' or '..' segments, no ';' "
+            "parameters, no trailing dots, only letters, digits and '-_.~:@'."
+        )
     return None

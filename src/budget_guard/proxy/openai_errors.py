@@ -51,4 +51,6 @@ def has_dot_segment(path: str) -> bool:
     be metered as an unknown route (free) yet reach the upstream as a chat completion, and
     ``/v1/../admin`` would leave ``/v1/`` altogether: the guard and the proxy refuse them.
     """
+    if "/." not in path and not path.startswith("."):
+        return False  # every dot segment starts the path or follows a slash
     return any(segment in (".", "..") for segment in path.split("/"))
