@@ -22,8 +22,8 @@ class RequestTokens:
 
     The exact count may be deferred: built with ``input_tokens=None`` and a ``count``, it is
     counted the first time ``input_tokens`` is read. Most answers carry the upstream's own
-    ``usage``, which is the bill, so most requests are never counted at all (issue 16: the
-    walk over the messages was a fifth of what the guard cost a short chat). ``bound`` is a
+    ``usage``, which is the bill, so most requests are never counted at all (issue 16: in a
+    busy server, the BPE on the prompt was the largest item of the guard's CPU). ``bound`` is a
     cheap figure the exact count never exceeds, enough for an estimate that only has to be
     large enough (strict mode's hold, the snapshot cache's room check).
 
