@@ -504,9 +504,17 @@ def _largest_common(steps: dict[int, Any], other: dict[int, Any]) -> int | None:
 
 
 def _added_rss(name: str, steps: dict[int, Any], bare: dict[int, Any]) -> Figure:
-    """Resident memory per open stream beyond the bare proxy's, at the largest step both
-    held (memory per stream is only readable where many streams are open)."""
-    at = _largest_common(steps, bare)
+    """Resident memory per open stream beyond the bare proxy's, at the largest step where
+    both completed every stream, late or not (memory per stream is only readable where many
+    streams are open, and holding them is what it measures)."""
+    completed = [
+        n
+        for n in steps
+        if n in bare
+        and steps[n]["completed"] == steps[n]["streams"]
+        and bare[n]["completed"] == bare[n]["streams"]
+    ]
+    at = max(completed) if completed else _largest_common(steps, bare)
     if at is None:
         return Figure.unavailable(f"added RSS per open stream: {name}", "SKIP", "no common step")
     value = steps[at]["rss_per_stream_bytes"] - bare[at]["rss_per_stream_bytes"]
