@@ -64,11 +64,13 @@ def proxy_app(
     bare: bool,
     connections: int | None = None,
     redis_py: bool = False,
+    metrics: bool = True,
 ) -> ASGIApp:
     """The guarded proxy as the command builds it, or the same routes without the guard;
     ``connections`` raises the upstream pool (``[proxy] max_connections``) for many streams;
     ``redis_py`` runs the usage script over redis-py as before the lean transport (a
-    benchmark-only switch, to compare the two in one run)."""
+    benchmark-only switch, to compare the two in one run); ``metrics=False`` is the same app
+    with ``[observability] metrics = false``."""
     if redis_py:
         _use_redis_py_for_scripts()
     from budget_guard.app import build_app
@@ -86,6 +88,7 @@ def proxy_app(
                 "routes": [{"method": "GET", "path": UNMETERED_PATH, "charge": "free"}],
             },
             **({"proxy": {"max_connections": connections}} if connections else {}),
+            **({} if metrics else {"observability": {"metrics": False}}),
         }
     )
     guarded = build_app(settings, upstream_url=upstream)
