@@ -37,6 +37,7 @@ from budget_guard.failure import describe
 from budget_guard.guard.charging import reservation as reservation_for
 from budget_guard.guard.exchange import GuardedExchange
 from budget_guard.guard.journal import PendingUsage, UsageJournal
+from budget_guard.guard.outage_log import OutageLog
 from budget_guard.guard.paths import non_canonical
 from budget_guard.guard.replies import send_budget_exceeded
 from budget_guard.guard.request_body import BodyRefused, ClientGone, read_body
@@ -88,6 +89,8 @@ class BudgetGuardMiddleware:
         self.clock = clock
         self.events = events
         self.journal = UsageJournal(ledger, max_entries=self.settings.journal_size)
+        self.outage_log = OutageLog(log)
+        """Store-outage lines, one of a kind per 10 s: an outage is every request's news."""
         events.watch_journal(self.journal)
         if usage_endpoint is True:
             from budget_guard.endpoint import UsageEndpoint
@@ -262,7 +265,12 @@ class BudgetGuardMiddleware:
                 # hand one company another's object.
                 self.events.store_failed("object_owner")
                 self.events.rejected(company, "store_unavailable")
-                log.error("usage store unavailable, cannot check an object's owner: %s", exc)
+                self.outage_log.log(
+                    logging.ERROR,
+                    "owner",
+                    "usage store unavailable, cannot check an object's owner: %s",
+                    exc,
+                )
                 await _send_store_unavailable(send)
                 return False
             if owner != company:
@@ -387,7 +395,7 @@ class BudgetGuardMiddleware:
         except StoreFull as exc:
             # Not an outage: serving would mean serving for free, whatever on_store_error says.
             self.events.rejected(company, "store_full")
-            log.error("%s; company %s refused", exc, company)
+            self.outage_log.log(logging.ERROR, "full", "%s; company %s refused", exc, company)
             await send_openai_error(
                 send,
                 503,
@@ -400,10 +408,17 @@ class BudgetGuardMiddleware:
             self.events.store_failed("admit")
             if self.settings.on_store_error == "closed":
                 self.events.rejected(company, "store_unavailable")
-                log.error("usage store unavailable, refusing (fail-closed): %s", exc)
+                self.outage_log.log(
+                    logging.ERROR,
+                    "admit",
+                    "usage store unavailable, refusing (fail-closed): %s",
+                    exc,
+                )
                 await _send_store_unavailable(send)
                 return None
-            log.warning("usage store unavailable, serving (fail-open): %s", exc)
+            self.outage_log.log(
+                logging.WARNING, "admit", "usage store unavailable, serving (fail-open): %s", exc
+            )
             return None, None
         if not snapshot.is_within_budget:
             self.events.rejected(company, "budget")  # its one log line, and the metric
@@ -529,7 +544,13 @@ class BudgetGuardMiddleware:
                 return
             self.events.recorded(company, tokens, source)
         except StoreUnavailable as exc:
-            log.warning("usage store unavailable; %d tokens journaled for replay: %s", tokens, exc)
+            self.outage_log.log(
+                logging.WARNING,
+                "journal",
+                "usage store unavailable; %d tokens journaled for replay: %s",
+                tokens,
+                exc,
+            )
             self.events.store_failed("record")
             self.events.journaled(company, tokens)
             self.journal.add(PendingUsage(company, tokens, dedupe, breakdown))
