@@ -25,6 +25,7 @@ import orjson
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from benchmarks.bench_http import CHAT
 from benchmarks.harness import Context, Figure, ainterleave, comparison
 from benchmarks.http_server import API_KEY
 
@@ -35,15 +36,7 @@ GUARD = "guard, memory"
 NO_METRICS = "guard, memory, metrics off"
 STRICT = "guard, memory, strict"
 
-_BODY = orjson.dumps(
-    {
-        "model": "gpt-4o-mini",
-        "messages": [
-            {"role": "system", "content": "You are a helpful assistant."},
-            {"role": "user", "content": "Say something short."},
-        ],
-    }
-)
+_BODY = CHAT.body  # the HTTP group's chat request, byte for byte
 _ANSWER = orjson.dumps(
     {
         "id": "chatcmpl-bench",
