@@ -1,7 +1,7 @@
 """Log lines about a store outage, at most one of each kind per interval.
 
 Under an outage every request has the same news: a line each is thousands a second on a busy
-worker (the stream benchmark once wrote 2,209 ``journaled for replay`` lines in a minute),
+worker (one run of the stream benchmark wrote 2,209 ``journaled for replay`` lines),
 which buries everything else and grows the log without bound. The first line of a kind is
 written at once; later ones within ``every`` seconds are counted, and the next line of that
 kind says how many there were. The metrics still count every event, and the journal's
