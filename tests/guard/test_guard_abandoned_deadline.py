@@ -97,6 +97,94 @@ def test_a_deadline_that_fires_while_the_usage_is_being_recorded_does_not_lose_i
                 raise OSError("client gone")  # a server other than uvicorn, client left
 
         await guard(scope, receive, send)
-        return (await ledger.snapshot(COMPANY)).tokens_used
+        # The deadline cut the exchange short while the store was still writing: the write
+        # goes on by itself and lands (as it would have, had nobody cancelled anything).
+        for _ in range(100):
+            used = (await ledger.snapshot(COMPANY)).tokens_used
+            if used:
+                return used
+            await asyncio.sleep(0.02)
+        return 0
 
     assert asyncio.run(main()) == 1000
+
+
+def test_a_client_that_leaves_while_the_usage_is_being_written_does_not_cut_it_short() -> None:
+    """The disconnect arrives (through ``receive``, as uvicorn delivers it) while the store is
+    writing: the deadline it sets waits for the write, then ends the exchange."""
+    answer = orjson.dumps(
+        {
+            "id": "chatcmpl-2",
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}}],
+            "usage": {"prompt_tokens": 400, "completion_tokens": 100, "total_tokens": 500},
+        }
+    )
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        await receive()
+
+        async def listen() -> None:
+            await receive()  # held back by the guard until the response has ended
+
+        listener = asyncio.get_running_loop().create_task(listen())
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer, "more_body": False})
+        await listener
+
+    async def main() -> int:
+        window = Window(30)
+        ledger = Ledger(
+            SlowRecordStore(window), BudgetPolicy(window, default_token_limit=1_000_000)
+        )
+        guard = BudgetGuardMiddleware(
+            app,
+            ledger=ledger,
+            authenticator=ApiKeyAuthenticator([ApiKey(KEY, COMPANY, name="a")]),
+            settings=GuardSettings(abandoned_seconds=0.05),
+        )
+        body = orjson.dumps(
+            {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+        )
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/chat/completions",
+            "raw_path": b"/v1/chat/completions",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"host", b"test"),
+                (b"authorization", f"Bearer {KEY}".encode()),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }
+        delivered = 0
+
+        async def receive():  # type: ignore[no-untyped-def]
+            nonlocal delivered
+            delivered += 1
+            if delivered == 1:
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.sleep(0.1)  # mid-write: the store takes 0.3 s
+            return {"type": "http.disconnect"}
+
+        async def send(message):  # type: ignore[no-untyped-def]
+            return None
+
+        await guard(scope, receive, send)
+        return (await ledger.snapshot(COMPANY)).tokens_used
+
+    assert asyncio.run(main()) == 500

@@ -116,6 +116,7 @@ class GuardedExchange:
                 raise  # the app's own, not the abandoned deadline
         finally:
             # However it ended: answered, failed, cut off, or abandoned past the deadline.
+            self._cancel = None  # exited: no deadline left to set or to hold off
             self._end()
             if self._renewal is not None:
                 self._renewal.cancel()
@@ -270,4 +271,16 @@ class GuardedExchange:
             created = meter.response_id
         kinds = breakdown_of(self.route, self.request, meter, source) if tokens else None
         # Shielded: a cancelled request (abandoned past its deadline) still gets recorded.
-        await run_shielded(self._guard.record(self, tokens, source, created, kinds))
+        # The deadline is asyncio's, whose cancel goes through an anyio shield: it is held
+        # off while the usage is written, and set again after (firing at once if it passed).
+        # (A disconnect during the write sets no deadline: ``_left`` runs only before the
+        # recording starts, or after it returns.)
+        cancel = self._cancel
+        when = None if cancel is None or cancel.expired() else cancel.when()
+        if cancel is not None and when is not None:
+            cancel.reschedule(None)
+        try:
+            await run_shielded(self._guard.record(self, tokens, source, created, kinds))
+        finally:
+            if cancel is not None and when is not None:
+                cancel.reschedule(when)
