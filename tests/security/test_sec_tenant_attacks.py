@@ -499,6 +499,28 @@ def test_an_escaped_key_names_the_same_object(proxy: Proxy) -> None:
     assert proxy.forwarded() == forwarded
 
 
+def test_a_key_named_twice_is_refused_before_the_upstream(proxy: Proxy) -> None:
+    """An upstream that keeps the first of two values would continue another company's
+    response behind the caller's own id (or run a dearer model than the one charged)."""
+    own = post(proxy, "/v1/responses", {"model": "gpt-4o", "input": "remember 9"}).json()["id"]
+    forwarded = proxy.forwarded()
+    twice = (
+        b'{"model":"gpt-4o","input":"what?","previous_response_id":"resp_of_someone",'
+        b'"previous_response_i\\u0064":"' + own.encode() + b'"}'
+    )
+    models = b'{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"model":"gpt-4o-mini"}'
+    for path, body, param in (
+        ("/v1/responses", twice, "previous_response_id"),
+        ("/v1/chat/completions", models, "model"),
+    ):
+        answer = raw_post(proxy, path, body)
+        assert answer.status_code == 400
+        assert assert_openai_error(400, answer.headers, answer.content)["param"] == param
+    files = b'{"purpose":"batch","file_id":"file-of-someone","file_id":"file-own"}'
+    assert raw_post(proxy, "/v1/moderations", files).status_code == 400
+    assert proxy.forwarded() == forwarded
+
+
 def test_an_escaped_n_is_still_every_output(proxy: Proxy) -> None:
     before = proxy.used()
     answer = raw_post(proxy, "/v1/images/variations", b'{"model":"dall-e-2","\\u006e":10}')

@@ -19,6 +19,7 @@ from budget_guard.counting import routes
 from budget_guard.counting.anthropic_request import count_messages_request
 from budget_guard.counting.body_limits import BodyLimits, check_body_shape, within_by_size
 from budget_guard.counting.chat_request import count_chat_request
+from budget_guard.counting.duplicate_keys import check_no_duplicate_keys
 from budget_guard.counting.encoding_lookup import (
     DEFAULT_ENCODING,
     ByteBound,
@@ -157,6 +158,7 @@ class TokenCounter:
         data = _parse_json(body)
         if not within_by_size(body, self._limits):
             check_body_shape(data, self._limits)
+        check_no_duplicate_keys(body, data)
         refs = object_references(data) if may_refer(body) else ()
         outputs = data.get("n") if isinstance(data, dict) else None
         if isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1:
@@ -175,6 +177,7 @@ class TokenCounter:
         data = _parse_object(body)
         if not within_by_size(body, self._limits):
             check_body_shape(data, self._limits)
+        check_no_duplicate_keys(body, data)
         return data
 
     def meter(
