@@ -147,6 +147,7 @@ class BudgetGuardMiddleware:
 
     async def aclose(self) -> None:
         """Replay what the journal holds before the process goes (called at shutdown)."""
+        self.outage_log.flush()
         await self.journal.aclose()
 
     # -- one guarded request -----------------------------------------------------------------
