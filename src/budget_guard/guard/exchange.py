@@ -44,9 +44,11 @@ class GuardedExchange:
     __slots__ = (
         "_asked_for_usage",
         "_body",
-        "_cancel",
+        "_cancelling",
         "_client_gone",
+        "_deadline",
         "_ended",
+        "_expired",
         "_extending",
         "_forwarded_at",
         "_guard",
@@ -59,6 +61,7 @@ class GuardedExchange:
         "_renewal",
         "_send",
         "_status",
+        "_task",
         "company",
         "request",
         "reservation",
@@ -98,7 +101,13 @@ class GuardedExchange:
         self._recorded = False
         self._client_gone = False
         self._ended: anyio.Event | None = None  # made only once a client leaves early
-        self._cancel: asyncio.Timeout | None = None
+        # The abandoned-client deadline: armed only once the client leaves (a timer that
+        # cancels the task running the app), so an exchange whose client stays pays nothing
+        # for it; asyncio.timeout(None) cost ~2 us on every request.
+        self._task: asyncio.Task[object] | None = None  # running the app; None once it ended
+        self._deadline: asyncio.TimerHandle | None = None
+        self._expired = False  # the deadline cancelled the task
+        self._cancelling = 0  # the task's cancel requests before the deadline's
         self._forwarded_at = time.perf_counter()
         self._renewal: asyncio.TimerHandle | None = None
         self._extending: asyncio.Task[None] | None = None  # held: a loop keeps weak refs
@@ -106,17 +115,18 @@ class GuardedExchange:
     async def run(self, app: ASGIApp, scope: Scope) -> None:
         if self.reservation is not None:
             self._keep_holding()
+        task = self._task = asyncio.current_task()
         try:
-            # asyncio's own timeout, unset until the client leaves: an anyio CancelScope did
-            # the same at several times the cost, on every request.
-            async with asyncio.timeout(None) as self._cancel:
-                await app(scope, self.receive, self.send)
-        except TimeoutError:
-            if not self._cancel.expired():
-                raise  # the app's own, not the abandoned deadline
+            await app(scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            if not self._absorb_deadline(task):
+                raise  # not the abandoned deadline's alone
         finally:
             # However it ended: answered, failed, cut off, or abandoned past the deadline.
-            self._cancel = None  # exited: no deadline left to set or to hold off
+            self._task = None  # exited: no deadline left to set or to hold off
+            self._disarm()
+            if self._expired:  # the app ended some other way after the deadline fired
+                self._absorb_deadline(task)
             self._end()
             if self._renewal is not None:
                 self._renewal.cancel()
@@ -175,11 +185,38 @@ class GuardedExchange:
         self._client_gone = True
         if self._ended is None:
             self._ended = anyio.Event()
-        cancel = self._cancel
-        if cancel is not None:
-            deadline = asyncio.get_running_loop().time() + self._guard.settings.abandoned_seconds
-            when = cancel.when()
-            cancel.reschedule(deadline if when is None else min(when, deadline))
+        if self._task is not None and self._deadline is None:
+            self._arm(asyncio.get_running_loop().time() + self._guard.settings.abandoned_seconds)
+
+    def _arm(self, when: float) -> None:
+        self._deadline = asyncio.get_running_loop().call_at(when, self._abandon)
+
+    def _disarm(self) -> float | None:
+        """Stop the deadline's timer; when it was due, if it was set."""
+        deadline = self._deadline
+        if deadline is None:
+            return None
+        self._deadline = None
+        deadline.cancel()
+        return deadline.when()
+
+    def _abandon(self) -> None:
+        """The deadline: the app is cancelled (what it read so far is charged)."""
+        self._deadline = None
+        task = self._task
+        if task is None:
+            return
+        self._cancelling = task.cancelling()
+        self._expired = True
+        task.cancel()
+
+    def _absorb_deadline(self, task: asyncio.Task[object] | None) -> bool:
+        """Take back the deadline's cancel request (as ``asyncio.timeout`` does on exit);
+        True when no other cancellation was asked for meanwhile."""
+        if not self._expired or task is None:
+            return False
+        self._expired = False
+        return task.uncancel() <= self._cancelling
 
     def _end(self) -> None:
         ended = self._ended
@@ -271,16 +308,13 @@ class GuardedExchange:
             created = meter.response_id
         kinds = breakdown_of(self.route, self.request, meter, source) if tokens else None
         # Shielded: a cancelled request (abandoned past its deadline) still gets recorded.
-        # The deadline is asyncio's, whose cancel goes through an anyio shield: it is held
-        # off while the usage is written, and set again after (firing at once if it passed).
-        # (A disconnect during the write sets no deadline: ``_left`` runs only before the
-        # recording starts, or after it returns.)
-        cancel = self._cancel
-        when = None if cancel is None or cancel.expired() else cancel.when()
-        if cancel is not None and when is not None:
-            cancel.reschedule(None)
+        # The deadline's cancel is asyncio's own, which goes through an anyio shield: it is
+        # held off while the usage is written, and set again after (firing at once if it
+        # passed). (A disconnect during the write sets no deadline: ``_left`` runs only
+        # before the recording starts, or after it returns.)
+        when = self._disarm()
         try:
             await run_shielded(self._guard.record(self, tokens, source, created, kinds))
         finally:
-            if cancel is not None and when is not None:
-                cancel.reschedule(when)
+            if when is not None and self._task is not None:
+                self._arm(when)
