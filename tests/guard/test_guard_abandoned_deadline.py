@@ -149,3 +149,59 @@ def test_a_client_that_leaves_while_the_usage_is_being_written_does_not_cut_it_s
     assert (
         charged(app, abandoned_seconds=0.05, receive_later=disconnect_mid_write, send=send) == 500
     )
+
+
+def test_a_shutdown_cancel_that_meets_the_deadline_is_not_taken_for_it() -> None:
+    """The server cancels the request (shutdown) while the app is closing its upstream
+    connection, and the abandoned deadline fires then too: the shutdown's cancel still ends
+    the request, and the exchange is charged (found by a red-team pass)."""
+
+    async def main() -> tuple[bool, int]:
+        reading = asyncio.Event()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send(START)  # the client has gone: the deadline is armed
+            await send({"type": "http.response.body", "body": answer(700)[:40], "more_body": True})
+            reading.set()
+            try:
+                await asyncio.sleep(10)  # reading the upstream
+            except asyncio.CancelledError:
+                await asyncio.sleep(0.2)  # closing it; the deadline fires meanwhile
+                raise
+
+        async def gone(message: dict[str, Any]) -> None:
+            raise OSError("client gone")
+
+        window = Window(30)
+        ledger = Ledger(MemoryStore(window), BudgetPolicy(window, default_token_limit=10**6))
+        guard = BudgetGuardMiddleware(
+            app,
+            ledger=ledger,
+            authenticator=ApiKeyAuthenticator([ApiKey(KEY, COMPANY, name="a")]),
+            settings=GuardSettings(abandoned_seconds=0.1),
+        )
+        delivered = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": BODY, "more_body": False}
+            return await _never()
+
+        request = asyncio.get_running_loop().create_task(guard(dict(SCOPE), receive, gone))
+        await reading.wait()
+        await asyncio.sleep(0.05)
+        request.cancel()  # the server shuts down
+        try:
+            await request
+        except asyncio.CancelledError:
+            cancelled = True
+        else:
+            cancelled = False
+        return cancelled, (await ledger.snapshot(COMPANY)).tokens_used
+
+    cancelled, tokens = asyncio.run(main())
+    assert cancelled
+    assert tokens > 0  # the prompt, counted: the answer never ended

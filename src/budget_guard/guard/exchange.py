@@ -107,7 +107,7 @@ class GuardedExchange:
         self._task: asyncio.Task[object] | None = None  # running the app; None once it ended
         self._deadline: asyncio.TimerHandle | None = None
         self._expired = False  # the deadline cancelled the task
-        self._cancelling = 0  # the task's cancel requests before the deadline's
+        self._cancelling = 0  # the task's cancel requests when the app started
         self._forwarded_at = time.perf_counter()
         self._renewal: asyncio.TimerHandle | None = None
         self._extending: asyncio.Task[None] | None = None  # held: a loop keeps weak refs
@@ -116,6 +116,10 @@ class GuardedExchange:
         if self.reservation is not None:
             self._keep_holding()
         task = self._task = asyncio.current_task()
+        if task is not None:
+            # Cancels asked for before the app ran are not the deadline's (as asyncio.timeout
+            # counts them on entry): one that arrives later is never absorbed with it.
+            self._cancelling = task.cancelling()
         try:
             await app(scope, self.receive, self.send)
         except asyncio.CancelledError:
@@ -206,7 +210,6 @@ class GuardedExchange:
         task = self._task
         if task is None:
             return
-        self._cancelling = task.cancelling()
         self._expired = True
         task.cancel()
 
