@@ -528,6 +528,37 @@ def test_an_escaped_n_is_still_every_output(proxy: Proxy) -> None:
     assert proxy.used() == before + 10 * 1_000  # no usage reported: tokens per image
 
 
+def test_an_uploaded_n_is_still_every_output(proxy: Proxy) -> None:
+    """Image variations are multipart uploads: their ``n`` is read there too."""
+    before = proxy.used()
+    image = {"image": ("a.png", b"\x89PNG" + b"\x00" * 40_000, "image/png")}
+    answer = httpx.post(
+        proxy.url + "/v1/images/variations",
+        headers=bearer(KEY_A),
+        files=image,
+        data={"model": "dall-e-2", "n": "10"},
+        timeout=30,
+    )
+    assert answer.status_code == 200
+    assert proxy.used() == before + 10 * 1_000  # no usage reported: tokens per image
+    forwarded = proxy.forwarded()
+    for data in ({"n": "ten"}, {"n": ["1", "10"]}):
+        refused = httpx.post(
+            proxy.url + "/v1/images/variations",
+            headers=bearer(KEY_A),
+            files=image,
+            data=data,
+            timeout=30,
+        )
+        assert refused.status_code == 400
+        assert assert_openai_error(400, refused.headers, refused.content)["param"] == "n"
+    cut = b'--b\r\nContent-Disposition: form-data; name="n"\r\n\r\n10\r\n--b'
+    headers = {**bearer(KEY_A), "Content-Type": "multipart/form-data; boundary=b"}
+    answer = httpx.post(proxy.url + "/v1/images/variations", content=cut, headers=headers)
+    assert answer.status_code == 400
+    assert proxy.forwarded() == forwarded
+
+
 def test_a_json_body_the_guard_cannot_read_is_refused(proxy: Proxy) -> None:
     """What the guard cannot parse an upstream might parse differently (NaN, a BOM)."""
     forwarded = proxy.forwarded()

@@ -30,6 +30,7 @@ from budget_guard.counting.encoding_lookup import (
     require_known_encoding,
 )
 from budget_guard.counting.errors import InvalidRequestBody
+from budget_guard.counting.form_fields import form_outputs, is_form
 from budget_guard.counting.json_body import JsonBody
 from budget_guard.counting.json_fields import get_bool, get_int, get_str
 from budget_guard.counting.meter import ResponseMeter
@@ -144,15 +145,20 @@ class TokenCounter:
 
     async def acount_other(self, body: bytes, content_type: str | None) -> RequestTokens:
         """What the guard must know of a request of no metered shape: the objects it names
-        and how many outputs it asks for (the images API's ``n``). A body that is, or says
-        it is, JSON must parse, within the same bounds as a counted one: what the guard
-        cannot read, an upstream might read differently. Off the loop when large."""
-        if not _looks_like_json(body, content_type):
-            return _OTHER  # a multipart upload, say: no JSON keys to name objects with
+        and how many outputs it asks for (the images API's ``n``, in JSON or in a multipart
+        upload). A body that is, or says it is, JSON or multipart must parse, a JSON one
+        within the same bounds as a counted one: what the guard cannot read, an upstream
+        might read differently. Off the loop when large."""
+        if is_form(content_type):
+            read = functools.partial(_form, body, content_type or "")
+        elif _looks_like_json(body, content_type):
+            read = functools.partial(self._other, body)
+        else:
+            return _OTHER  # an audio file, say: no keys to name objects with
         if len(body) > self._inline_max_bytes:
             pool = self._pool or shared_pool()
-            return await pool.run(functools.partial(self._other, body), len(body))
-        return self._other(body)
+            return await pool.run(read, len(body))
+        return read()
 
     def _other(self, body: bytes) -> RequestTokens:
         data = _parse_json(body)
@@ -198,6 +204,13 @@ class TokenCounter:
             streamed = "text/event-stream" in content_type.lower()
         reader = EventStream(collector) if streamed else JsonBody(collector)
         return ResponseMeter(request, reader, collector, prefer_upstream=self._prefer_upstream)
+
+
+def _form(body: bytes, content_type: str) -> RequestTokens:
+    """A multipart upload (image edits, variations, files): its ``n``, the one field that
+    changes what it costs."""
+    outputs = form_outputs(body, content_type) or 1
+    return RequestTokens(routes.OTHER, None, 0, False, None, choices=min(outputs, MAX_CHOICES))
 
 
 def _route(path: str, kind: str | None) -> tuple[str, str | None]:
