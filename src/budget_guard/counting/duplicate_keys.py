@@ -8,12 +8,12 @@ a dear ``model`` in front of a cheap one). What the guard cannot read as the ups
 refuses, naming the key.
 
 Checking costs a fraction of the parse on most bodies, without a second parse: every object
-member puts exactly one colon outside strings, and without ``\\u`` escapes every colon inside
-a string is a colon in the parsed text too. So the body's colons equal those of the parsed
-document written out again (``orjson.dumps``) exactly when no member was dropped; a dropped
-duplicate takes at least its own colon with it. A body with ``\\u`` escapes (an escaped colon
-would tip the count), or whose count differs, is parsed once more keeping every pair, which
-also finds where the repeated key is.
+member puts exactly one colon outside strings, and unless a ``\\u003a`` escape writes one,
+every colon inside a string is a colon in the parsed text too (no other escape decodes to a
+colon). So the body's colons equal those of the parsed document written out again
+(``orjson.dumps``) exactly when no member was dropped; a dropped duplicate takes at least its
+own colon with it. A body with an escaped colon (it would tip the count), or whose count
+differs, is parsed once more keeping every pair, which also finds where the repeated key is.
 """
 
 from __future__ import annotations
@@ -30,7 +30,11 @@ def check_no_duplicate_keys(body: bytes, document: Any) -> None:
     """Raise ``InvalidRequestBody`` if ``body`` (which parsed to ``document``) repeats a key
     within one object. ``document`` must have passed the body's shape limits: the slow path
     recurses as deep as it nests."""
-    if b"\\u" not in body and body.count(b":") == orjson.dumps(document).count(b":"):
+    if (
+        b"\\u003a" not in body
+        and b"\\u003A" not in body
+        and body.count(b":") == orjson.dumps(document).count(b":")
+    ):
         return
     param = _first_repeated(json.loads(body, object_pairs_hook=_Pairs), None)
     if param is not None:
