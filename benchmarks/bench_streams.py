@@ -73,7 +73,7 @@ LATENCY_BOUND_MS = float(os.environ.get("BENCH_STREAMS_P99_MS", "5"))
 """Issue 16's bound; ``BENCH_STREAMS_P99_MS`` changes it where the machine is too busy for
 any target to hold it (the table shows every step regardless)."""
 GIVE_UP_MS = 2_000.0
-FULL_STEPS = (100, 200, 300, 400, 500, 1_000, 2_000, 5_000)
+FULL_STEPS = (100, 200, 300, 400, 500, 600, 800, 1_000, 2_000, 5_000)
 """Concurrent streams per step; ``BENCH_STREAMS_STEPS`` (comma-separated) overrides."""
 WARMUP_STREAMS = 2
 ROUNDS = int(os.environ.get("BENCH_STREAMS_ROUNDS", "3"))

@@ -16,7 +16,7 @@ def test_start_up_is_frozen_and_full_collections_are_rarer() -> None:
         assert gc.get_freeze_count() > 1_000
         young, middle, full = gc.get_threshold()
         assert (young, middle) == before[:2]
-        assert full == FULL_COLLECTION_THRESHOLD == 10 * 10  # CPython's default is 10
+        assert full == FULL_COLLECTION_THRESHOLD > 10  # CPython's default is 10
     finally:
         gc.set_threshold(*before)
         gc.unfreeze()
