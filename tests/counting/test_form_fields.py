@@ -52,6 +52,11 @@ async def test_an_n_the_guard_cannot_read_is_refused(counter: TokenCounter, data
         (b'--b\r\nContent-Disposition: form-data; name="n"\r\n\r\n10\r\n--b', "boundary=b"),
         (b"not multipart at all", "boundary=b"),
         (b'--b\r\nContent-Disposition: form-data; name="n"\r\n\r\n3\r\n--b--\r\n', ""),
+        (
+            b"--b\r\nContent-Disposition: form-data; name=\"x\"; name*=utf-8''n\r\n\r\n9\r\n"
+            b"--b--\r\n",
+            "boundary=b",
+        ),
     ],
 )
 async def test_a_body_that_is_not_whole_multipart_is_refused(

@@ -95,6 +95,12 @@ class _Fields:
 
     def _headers_finished(self) -> None:
         disposition = self._headers.get(b"content-disposition", b"")
+        if b"name*" in disposition.lower():
+            # RFC 7578 forbids the extended name (python-multipart ignores it): a parser that
+            # honoured it could read an ``n`` this one does not see.
+            raise InvalidRequestBody(
+                "A multipart field may not name itself with name* (RFC 7578).", None
+            )
         name = parse_options_header(disposition)[1].get(b"name")
         if name != _OUTPUTS:
             return
