@@ -73,36 +73,47 @@ def answer(total: int) -> bytes:
     )
 
 
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def guarded(
+    app: App, *, abandoned_seconds: float, receive_later: Receive
+) -> tuple[BudgetGuardMiddleware, Ledger, Receive]:
+    """The guard in front of ``app``, its store slow to write, and a ``receive`` that hands
+    over the body, then answers with ``receive_later``."""
+    window = Window(30)
+    ledger = Ledger(SlowRecordStore(window), BudgetPolicy(window, default_token_limit=1_000_000))
+    guard = BudgetGuardMiddleware(
+        app,
+        ledger=ledger,
+        authenticator=ApiKeyAuthenticator([ApiKey(KEY, COMPANY, name="a")]),
+        settings=GuardSettings(abandoned_seconds=abandoned_seconds),
+    )
+    delivered = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": BODY, "more_body": False}
+        return await receive_later()
+
+    return guard, ledger, receive
+
+
 def charged(
     app: App,
     *,
     abandoned_seconds: float,
-    receive_later: Callable[[], Awaitable[dict[str, Any]]],
+    receive_later: Receive,
     send: Callable[[dict[str, Any]], Awaitable[None]],
 ) -> int:
-    """What the company was charged for one request through the guard, the store slow to
-    write; ``receive_later`` answers every ``receive`` after the body's."""
+    """What the company was charged for one request through the guard."""
 
     async def main() -> int:
-        window = Window(30)
-        ledger = Ledger(
-            SlowRecordStore(window), BudgetPolicy(window, default_token_limit=1_000_000)
+        guard, ledger, receive = guarded(
+            app, abandoned_seconds=abandoned_seconds, receive_later=receive_later
         )
-        guard = BudgetGuardMiddleware(
-            app,
-            ledger=ledger,
-            authenticator=ApiKeyAuthenticator([ApiKey(KEY, COMPANY, name="a")]),
-            settings=GuardSettings(abandoned_seconds=abandoned_seconds),
-        )
-        delivered = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": BODY, "more_body": False}
-            return await receive_later()
-
         await guard(dict(SCOPE), receive, send)
         return (await ledger.snapshot(COMPANY)).tokens_used
 
@@ -173,23 +184,7 @@ def test_a_shutdown_cancel_that_meets_the_deadline_is_not_taken_for_it() -> None
         async def gone(message: dict[str, Any]) -> None:
             raise OSError("client gone")
 
-        window = Window(30)
-        ledger = Ledger(MemoryStore(window), BudgetPolicy(window, default_token_limit=10**6))
-        guard = BudgetGuardMiddleware(
-            app,
-            ledger=ledger,
-            authenticator=ApiKeyAuthenticator([ApiKey(KEY, COMPANY, name="a")]),
-            settings=GuardSettings(abandoned_seconds=0.1),
-        )
-        delivered = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": BODY, "more_body": False}
-            return await _never()
-
+        guard, ledger, receive = guarded(app, abandoned_seconds=0.1, receive_later=_never)
         request = asyncio.get_running_loop().create_task(guard(dict(SCOPE), receive, gone))
         await reading.wait()
         await asyncio.sleep(0.05)
