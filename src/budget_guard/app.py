@@ -186,8 +186,9 @@ def settle_heap() -> None:
 
     Then full collections are made ten times rarer (``FULL_COLLECTION_THRESHOLD``): the
     objects of every open stream sit in the oldest generation, and each full collection
-    walks them all, 50-90 ms at 500 streams, twice or more a minute of streaming; with those
-    pauses the guard's p99 chunk latency at 500 streams was 9-30 ms, without them 3-4 ms.
+    walks them all: 43-91 ms at 500 streams, several a minute of streaming. With those
+    pauses the guard's p99 chunk latency at 500 streams was 29-35 ms (the median of three
+    rounds), without them 3-4 ms.
     The cyclic garbage a request leaves (about 15 objects) is found by the young
     collections, which are unchanged; about 0.3 objects a request reach the oldest
     generation and wait longer for theirs (measured under ``wrk``: RSS alike either way).
