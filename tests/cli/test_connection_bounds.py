@@ -116,9 +116,12 @@ def test_thousands_of_idle_sockets_leave_healthz_answering_and_are_closed(
         log = running.log()
         assert "out of system resource" not in log and "Traceback" not in log
         lines = _bound_lines(running)
-        # One line at once, the rest counted into at most one more per 10 s.
+        # One line at once, the rest counted into at most one more per 10 s. The first says
+        # idle sockets were displaced or, when the 2,049th came in the flood's own burst
+        # (before any socket could be told idle, as above), that it was refused with a 503;
+        # that /healthz was answered all along is the displacing seen from outside.
         assert 1 <= len(lines) <= 2, lines
-        assert "still waiting for a request head" in lines[0]
+        assert "still waiting for a request head" in lines[0] or "with a 503" in lines[0]
 
 
 def test_a_trickled_request_head_is_cut_off_at_the_header_timeout(tmp_path: Path) -> None:
