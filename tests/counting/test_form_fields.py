@@ -64,3 +64,65 @@ async def test_a_body_that_is_not_whole_multipart_is_refused(
 ) -> None:
     with pytest.raises(InvalidRequestBody):
         await counter.acount_other(body, f"multipart/form-data; {content_type}".rstrip("; "))
+
+
+MULTIPART = "multipart/form-data; boundary=B"
+
+
+def _part(disposition: bytes, value: bytes) -> bytes:
+    return b"--B\r\nContent-Disposition: " + disposition + b"\r\n\r\n" + value + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        # Starlette decodes field names with the request's charset: "+AG4-" is n in UTF-7.
+        (_part(b'form-data; name="+AG4-"', b"99") + b"--B--\r\n", MULTIPART + "; charset=utf-7"),
+        (b"%6E=99", "application/x-www-form-urlencoded; charset=utf-16"),
+        # Go's parser reads the escape away: name="\n" is n there.
+        (_part(b'form-data; name="\\n"', b"99") + b"--B--\r\n", MULTIPART),
+        # Two dispositions in one part: Starlette reads the last, Go the first.
+        (
+            b'--B\r\nContent-Disposition: form-data; name="n"\r\n'
+            b'Content-Disposition: form-data; name="x"\r\n\r\n99\r\n--B--\r\n',
+            MULTIPART,
+        ),
+        (b"n=1&%6E=99", "application/x-www-form-urlencoded"),
+    ],
+)
+async def test_a_form_an_upstream_could_read_another_n_from_is_refused(
+    counter: TokenCounter, body: bytes, content_type: str
+) -> None:
+    """Red-team findings: each of these is an n of 99 to some upstream's form parser."""
+    with pytest.raises(InvalidRequestBody):
+        await counter.acount_other(body, content_type)
+
+
+@pytest.mark.parametrize(
+    ("body", "outputs"),
+    [(b"n=10&prompt=a+cat", 10), (b"%6E=5", 5), (b"prompt=a+cat", 1)],
+)
+async def test_n_is_read_from_a_url_encoded_form(
+    counter: TokenCounter, body: bytes, outputs: int
+) -> None:
+    """Starlette (and so FastAPI's ``Form()``) reads these as forms too."""
+    request = await counter.acount_other(body, "application/x-www-form-urlencoded")
+    assert request.choices == outputs
+
+
+async def test_a_form_of_a_million_empty_parts_is_refused_at_the_field_bound(
+    counter: TokenCounter,
+) -> None:
+    """It would hold a counting thread for seconds; Starlette stops at 1,000 fields too."""
+    body = b"--B\r\n\r\n\r\n" * 1_000_000 + b"--B--\r\n"
+    with pytest.raises(InvalidRequestBody):
+        await counter.acount_other(body, MULTIPART)
+
+
+async def test_a_windows_file_name_is_not_an_escaped_field_name(counter: TokenCounter) -> None:
+    body = (
+        _part(b'form-data; name="image"; filename="C:\\\\cat.png"', b"\x89PNG")
+        + _part(b'form-data; name="n"', b"2")
+        + b"--B--\r\n"
+    )
+    assert (await counter.acount_other(body, MULTIPART)).choices == 2

@@ -541,6 +541,14 @@ def test_an_uploaded_n_is_still_every_output(proxy: Proxy) -> None:
     )
     assert answer.status_code == 200
     assert proxy.used() == before + 10 * 1_000  # no usage reported: tokens per image
+    url_encoded = httpx.post(
+        proxy.url + "/v1/images/variations",
+        headers=bearer(KEY_A),
+        data={"model": "dall-e-2", "n": "10"},  # a form without a file: URL-encoded
+        timeout=30,
+    )
+    assert url_encoded.status_code == 200
+    assert proxy.used() == before + 2 * 10 * 1_000
     forwarded = proxy.forwarded()
     for data in ({"n": "ten"}, {"n": ["1", "10"]}):
         refused = httpx.post(

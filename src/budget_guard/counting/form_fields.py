@@ -1,17 +1,25 @@
-"""The one field the guard must read from a ``multipart/form-data`` request: ``n``.
+"""The one field the guard must read from a form: ``n``.
 
 Image edits and variations are uploads, and their ``n`` multiplies what a route charges per
 image when the upstream reports no usage (and what strict mode holds): unread, ten images
-would be charged as one. The body is parsed with python-multipart, the parser Starlette's own
-forms use (a boundary search over bytes: a 10 MiB upload in about 2 ms); only a short field
-named ``n`` is kept, file data passes by. As with JSON, what the guard cannot read as the
-upstream will is refused: a body that is not whole multipart, ``n`` twice, or an ``n`` that
-is not a plain integer.
+would be charged as one. A ``multipart/form-data`` body is parsed with python-multipart, the
+parser Starlette's own forms use (a boundary search over bytes: a 10 MiB upload in about
+2 ms); only a short field named ``n`` is kept, file data passes by. An
+``application/x-www-form-urlencoded`` body, which the same servers read as a form too, is
+read with the standard library.
+
+As with JSON, what the guard cannot read as every upstream will is refused: a body that is
+not whole multipart, ``n`` twice, an ``n`` that is not a plain integer, a charset other than
+UTF-8 (Starlette decodes field names with it: ``name="+AG4-"`` is ``n`` in UTF-7), a field
+name with a backslash escape or a ``name*`` (parsers disagree on both), a part with two
+``Content-Disposition`` headers, and more than ``MAX_FIELDS`` fields (Starlette's own bound;
+it also keeps a tenant's body of a million empty parts from holding a counting thread).
 """
 
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qsl
 
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
@@ -21,19 +29,67 @@ from budget_guard.counting.errors import InvalidRequestBody
 
 MAX_FIELD_BYTES = 32
 """An ``n`` longer than this is no count of images."""
+MAX_FIELDS = 1000
+"""Fields and files in one form, as Starlette's ``Request.form()`` allows by default."""
 _INTEGER = re.compile(rb"[0-9]+")
 _OUTPUTS = b"n"
+_MULTIPART = b"multipart/form-data"
+_URLENCODED = b"application/x-www-form-urlencoded"
+_CHARSETS = frozenset({b"utf-8", b"utf8", b"us-ascii", b"ascii"})
+_ESCAPED_NAME = re.compile(rb'(?:^|;)\s*name\s*=\s*"[^"]*\\', re.IGNORECASE)
 
 
-def is_form(content_type: str | None) -> bool:
-    return content_type is not None and content_type.lower().lstrip().startswith(
-        "multipart/form-data"
-    )
+def _bad_n() -> InvalidRequestBody:
+    return InvalidRequestBody("Invalid 'n': expected a whole number of outputs, given once.", "n")
+
+
+def form_kind(content_type: str | None) -> bytes | None:
+    """``multipart/form-data`` or ``application/x-www-form-urlencoded`` when the request
+    says it is that form (its media type, as Starlette tests it), else None."""
+    if content_type is None:
+        return None
+    media_type = parse_options_header(content_type)[0]
+    return media_type if media_type in (_MULTIPART, _URLENCODED) else None
 
 
 def form_outputs(body: bytes, content_type: str) -> int | None:
     """The form's ``n``, or None when it has none; raises ``InvalidRequestBody``."""
-    boundary = parse_options_header(content_type)[1].get(b"boundary")
+    media_type, options = parse_options_header(content_type)
+    charset = options.get(b"charset")
+    if charset is not None and charset.lower() not in _CHARSETS:
+        raise InvalidRequestBody("A form must be UTF-8: other charsets rename its fields.", None)
+    value = _urlencoded(body) if media_type == _URLENCODED else _multipart(body, options)
+    if value is None:
+        return None
+    if not _INTEGER.fullmatch(value):
+        raise _bad_n()
+    return int(value)
+
+
+def _urlencoded(body: bytes) -> bytes | None:
+    try:
+        fields = parse_qsl(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=False,
+            max_num_fields=MAX_FIELDS,
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequestBody(
+            "We could not read the form in the body of your request.", None
+        ) from None
+    values = [value for name, value in fields if name == "n"]
+    if len(values) > 1:
+        raise _bad_n()
+    if not values:
+        return None
+    if len(values[0]) > MAX_FIELD_BYTES:
+        raise _bad_n()
+    return values[0].encode("utf-8")
+
+
+def _multipart(body: bytes, options: dict[bytes, bytes]) -> bytes | None:
+    boundary = options.get(b"boundary")
     if not boundary:
         raise InvalidRequestBody("A multipart/form-data request needs a boundary.", None)
     reader = _Fields()
@@ -47,18 +103,13 @@ def form_outputs(body: bytes, content_type: str) -> int | None:
         raise InvalidRequestBody(
             "We could not parse the multipart/form-data body of your request.", None
         )
-    value = reader.value
-    if value is None:
-        return None
-    if not _INTEGER.fullmatch(value):
-        raise InvalidRequestBody("Invalid 'n': expected a whole number of outputs.", "n")
-    return int(value)
+    return reader.value
 
 
 class _Fields:
     """python-multipart's callbacks, keeping the value of the one field ``n``."""
 
-    __slots__ = ("_field", "_field_value", "_headers", "_in_n", "complete", "value")
+    __slots__ = ("_field", "_field_value", "_headers", "_in_n", "_parts", "complete", "value")
 
     def __init__(self) -> None:
         self.complete = False
@@ -66,6 +117,7 @@ class _Fields:
         self._headers: dict[bytes, bytes] = {}
         self._field = self._field_value = b""  # the part header being read
         self._in_n = False
+        self._parts = 0
 
     def callbacks(self) -> dict[str, object]:
         return {
@@ -79,6 +131,9 @@ class _Fields:
         }
 
     def _part_begin(self) -> None:
+        self._parts += 1
+        if self._parts > MAX_FIELDS:
+            raise InvalidRequestBody(f"A form may have at most {MAX_FIELDS} fields.", None)
         self._headers = {}
         self._field = self._field_value = b""
         self._in_n = False
@@ -90,26 +145,27 @@ class _Fields:
         self._field_value += data[start:end]
 
     def _header_end(self) -> None:
-        self._headers[self._field.lower()] = self._field_value
+        name = self._field.lower()
+        if name == b"content-disposition" and name in self._headers:
+            # Parsers disagree on which of two counts (Starlette the last, Go the first).
+            raise InvalidRequestBody(
+                "A multipart part may have one Content-Disposition header.", None
+            )
+        self._headers[name] = self._field_value
         self._field = self._field_value = b""
 
     def _headers_finished(self) -> None:
         disposition = self._headers.get(b"content-disposition", b"")
-        if b"name*" in disposition.lower():
-            # RFC 7578 forbids the extended name (python-multipart ignores it): a parser that
-            # honoured it could read an ``n`` this one does not see.
-            raise InvalidRequestBody(
-                "A multipart field may not name itself with name* (RFC 7578).", None
-            )
+        if b"name*" in disposition.lower() or _ESCAPED_NAME.search(disposition):
+            # RFC 7578 forbids the extended name (python-multipart ignores it), and parsers
+            # disagree on escapes in a quoted name (Go reads name="\n" as n): either could
+            # hide an ``n`` from this parser.
+            raise InvalidRequestBody("A multipart field name may not use name* or escapes.", None)
         name = parse_options_header(disposition)[1].get(b"name")
         if name != _OUTPUTS:
             return
         if self.value is not None:
-            raise InvalidRequestBody(
-                "The field 'n' appears more than once in your request: parsers disagree on "
-                "which value counts.",
-                "n",
-            )
+            raise _bad_n()
         self.value = b""
         self._in_n = True
 
@@ -118,7 +174,7 @@ class _Fields:
             return
         value = (self.value or b"") + data[start:end]
         if len(value) > MAX_FIELD_BYTES:
-            raise InvalidRequestBody("Invalid 'n': expected a whole number of outputs.", "n")
+            raise _bad_n()
         self.value = value
 
     def _end(self) -> None:
