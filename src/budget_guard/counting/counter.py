@@ -30,7 +30,7 @@ from budget_guard.counting.encoding_lookup import (
     require_known_encoding,
 )
 from budget_guard.counting.errors import InvalidRequestBody
-from budget_guard.counting.form_fields import form_kind, form_outputs
+from budget_guard.counting.form_fields import form_outputs, is_form
 from budget_guard.counting.json_body import JsonBody
 from budget_guard.counting.json_fields import get_bool, get_int, get_str
 from budget_guard.counting.meter import ResponseMeter
@@ -150,7 +150,7 @@ class TokenCounter:
         must parse, a JSON one
         within the same bounds as a counted one: what the guard cannot read, an upstream
         might read differently. Off the loop when large."""
-        if form_kind(content_type) is not None:
+        if is_form(content_type):
             read = functools.partial(_form, body, content_type or "")
         elif _looks_like_json(body, content_type):
             read = functools.partial(self._other, body)

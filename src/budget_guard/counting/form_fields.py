@@ -43,13 +43,13 @@ def _bad_n() -> InvalidRequestBody:
     return InvalidRequestBody("Invalid 'n': expected a whole number of outputs, given once.", "n")
 
 
-def form_kind(content_type: str | None) -> bytes | None:
-    """``multipart/form-data`` or ``application/x-www-form-urlencoded`` when the request
-    says it is that form (its media type, as Starlette tests it), else None."""
-    if content_type is None:
-        return None
-    media_type = parse_options_header(content_type)[0]
-    return media_type if media_type in (_MULTIPART, _URLENCODED) else None
+def is_form(content_type: str | None) -> bool:
+    """Whether the request says it is a multipart or URL-encoded form (its media type, as
+    Starlette tests it)."""
+    return content_type is not None and parse_options_header(content_type)[0] in (
+        _MULTIPART,
+        _URLENCODED,
+    )
 
 
 def form_outputs(body: bytes, content_type: str) -> int | None:
@@ -71,7 +71,6 @@ def _urlencoded(body: bytes) -> bytes | None:
         fields = parse_qsl(
             body.decode("utf-8"),
             keep_blank_values=True,
-            strict_parsing=False,
             max_num_fields=MAX_FIELDS,
         )
     except (UnicodeDecodeError, ValueError):
