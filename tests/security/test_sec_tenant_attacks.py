@@ -521,6 +521,41 @@ def test_a_key_named_twice_is_refused_before_the_upstream(proxy: Proxy) -> None:
     assert proxy.forwarded() == forwarded
 
 
+def test_a_key_in_another_case_is_refused_or_checked_before_the_upstream(proxy: Proxy) -> None:
+    """Go's JSON decoder (Ollama, LocalAI, Envoy AI Gateway) reads ``"Model"``, ``"N"`` or
+    ``"PREVIOUS_RESPONSE_ID"`` as the field they fold to, the Kelvin sign and the long s
+    included. A field the guard reads in another case is refused; an object reference in
+    another case is checked as the company's own, like any other."""
+    first = post(proxy, "/v1/responses", {"model": "gpt-4o", "input": "remember 11"})
+    response_id = first.json()["id"]
+    forwarded = proxy.forwarded()
+    for path, body, param in (
+        (
+            "/v1/chat/completions",
+            {**CHAT, "Model": "o3"},
+            "Model",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": "gpt-4o-mini", "messages": [{"role": "user", "Content": "x" * 9_000}]},
+            "messages.[0].Content",
+        ),
+        ("/v1/chat/completions", {**CHAT, "\u017fTREAM": True}, "\u017fTREAM"),
+        ("/v1/images/generations", {"model": "dall-e-2", "prompt": "a cat", "N": 10}, "N"),
+    ):
+        answer = post(proxy, path, body)
+        assert answer.status_code == 400, answer.text
+        assert assert_openai_error(400, answer.headers, answer.content)["param"] == param
+    folded = "PREVIOU\u017f_RESPONSE_ID"
+    for key in ("Previous_Response_Id", folded):
+        stolen = {"model": "gpt-4o", "input": "what number?", key: response_id}
+        assert post(proxy, "/v1/responses", stolen, key=KEY_B).status_code == 404
+    assert proxy.forwarded() == forwarded
+    own = {"model": "gpt-4o", "input": "what number?", folded: response_id}
+    assert post(proxy, "/v1/responses", own).status_code == 200
+    assert proxy.forwarded() == forwarded + 1
+
+
 def test_an_escaped_n_is_still_every_output(proxy: Proxy) -> None:
     before = proxy.used()
     answer = raw_post(proxy, "/v1/images/variations", b'{"model":"dall-e-2","\\u006e":10}')

@@ -33,6 +33,7 @@ from budget_guard.counting.errors import InvalidRequestBody
 from budget_guard.counting.form_fields import form_outputs, is_form
 from budget_guard.counting.json_body import JsonBody
 from budget_guard.counting.json_fields import get_bool, get_int, get_str
+from budget_guard.counting.key_case import check_key_case, check_top_key_case
 from budget_guard.counting.meter import ResponseMeter
 from budget_guard.counting.output_collector import OutputCollector
 from budget_guard.counting.prompt_request import (
@@ -166,6 +167,7 @@ class TokenCounter:
         if not within_by_size(body, self._limits):
             check_body_shape(data, self._limits)
         check_no_duplicate_keys(body, data)
+        check_top_key_case(data)
         refs = object_references(data) if may_refer(body) else ()
         outputs = data.get("n") if isinstance(data, dict) else None
         if isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1:
@@ -185,6 +187,7 @@ class TokenCounter:
         if not within_by_size(body, self._limits):
             check_body_shape(data, self._limits)
         check_no_duplicate_keys(body, data)
+        check_key_case(data)
         return data
 
     def meter(

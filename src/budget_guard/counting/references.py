@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from budget_guard.counting.errors import InvalidRequestBody
+from budget_guard.counting.key_case import fold, may_fold
 
 # Keys whose string value (or list of strings) names an upstream object.
 _REFERENCE_KEYS = frozenset(
@@ -35,12 +36,14 @@ _REFERENCE_KEYS = frozenset(
         "vector_store_ids",
     }
 )
-# One pass over the raw bytes decides whether the body can hold a reference at all, so the
-# ordinary chat request pays a memchr-speed scan, not a walk of its parsed JSON. A key can
-# only hide from it behind a \u escape (JSON has no other escape that yields a letter or
-# "_"), so a body with one is always walked.
+# One scan of the raw bytes decides whether the body can hold a reference at all, so the
+# ordinary chat request pays a compiled scan, not a walk of its parsed JSON. Keys are matched
+# ignoring case, as some upstreams read them (``key_case``): the scan reads the body in lower
+# case. A key can hide from it only behind a \u escape (JSON has no other escape that yields
+# a letter or "_") or a character some parser folds into a letter, so a body with either is
+# always walked.
 _MAYBE = re.compile(
-    rb'\\u|"(?:assistant_id|container(?:_id)?|conversation(?:_id)?|file_ids?|input_file_id|'
+    rb'"(?:assistant_id|container(?:_id)?|conversation(?:_id)?|file_ids?|input_file_id|'
     rb'previous_response_id|response_id|skill_id|thread_id|vector_store_ids?|item_reference)"'
 )
 MAX_REFERENCES = 64
@@ -55,23 +58,30 @@ class TooManyReferences(InvalidRequestBody):
 
 def may_refer(body: bytes) -> bool:
     """Whether ``body`` can name an object at all (if not, there is nothing to walk)."""
-    return _MAYBE.search(body) is not None
+    if b"\\u" in body or (not body.isascii() and may_fold(body)):
+        return True
+    return _MAYBE.search(body.lower()) is not None
 
 
 def object_references(data: object) -> tuple[str, ...]:
-    """The object ids a parsed body refers to, in order, without repeats."""
+    """The object ids a parsed body refers to, in order, without repeats. Keys are matched
+    ignoring case: an id an upstream may read is checked whatever case names it."""
     found: dict[str, None] = {}
     stack: list[Any] = [data]
     while stack:  # iterative: no input reaches a RecursionError
         value = stack.pop()
         if isinstance(value, dict):
-            if value.get("type") == "item_reference":
-                _collect(value.get("id"), found)
+            reference_item = False
             for key, item in value.items():
-                if key in _REFERENCE_KEYS:
+                name = key if key in _REFERENCE_KEYS else fold(key)
+                if name in _REFERENCE_KEYS:
                     _collect(item, found)
+                elif name == "type" and item == "item_reference":
+                    reference_item = True
                 if isinstance(item, dict | list):
                     stack.append(item)
+            if reference_item:
+                _collect_ids(value, found)
         elif isinstance(value, list):
             stack.extend(item for item in value if isinstance(item, dict | list))
         if len(found) > MAX_REFERENCES:
@@ -88,6 +98,10 @@ def _collect(value: object, found: dict[str, None]) -> None:
             if isinstance(item, str) and item:
                 found[item] = None
     elif isinstance(value, dict):  # {"conversation": {"id": "conv_..."}}
-        ident = value.get("id")
-        if isinstance(ident, str) and ident:
+        _collect_ids(value, found)
+
+
+def _collect_ids(value: dict[str, Any], found: dict[str, None]) -> None:
+    for key, ident in value.items():
+        if isinstance(ident, str) and ident and (key == "id" or fold(key) == "id"):
             found[ident] = None
