@@ -378,6 +378,14 @@ CHAT = "/v1/chat/completions"
         (CHAT, b'{"messages": [], "tools": {}}', "tools"),
         ("/v1/responses", b'{"input": 42}', "input"),
         ("/v1/responses", b'{"input": [{"role": "user", "content": 3}]}', "input.[0].content"),
+        # A type that is not a string names its field (found by a red-team pass: it was a 500).
+        ("/v1/responses", b'{"input": [{"type": {}}]}', "input.[0].type"),
+        (
+            "/v1/responses",
+            b'{"input": [{"type": "reasoning", "summary": [{"type": []}]}]}',
+            "input.[0].summary.[0].type",
+        ),
+        (CHAT, b'{"messages": [{"content": [{"type": {}}]}]}', "messages.[0].content.[0].type"),
         ("/v1/completions", b'{"prompt": [true]}', "prompt.[0]"),
         ("/v1/embeddings", b'{"input": {"text": "x"}}', "input"),
         ("/v1/messages", b'{"messages": [{"content": 1}]}', "messages.[0].content"),

@@ -56,7 +56,7 @@ def _count_part(
     encoding: tiktoken.Encoding,
     image_rule: ImageRule = GPT_4O_RULE,
 ) -> int:
-    kind = part.get("type")
+    kind = get_str(part, "type", param)
     if kind in _TEXT_PARTS:
         text = get_str(part, "text", param)
         return count_text(encoding, text) if text else 0

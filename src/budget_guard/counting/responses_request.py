@@ -51,7 +51,7 @@ def count_responses_request(
 def _item_tokens(
     item: dict[str, Any], param: str, encoding: tiktoken.Encoding, count_part: PartCounter
 ) -> int:
-    kind = item.get("type")
+    kind = get_str(item, "type", param)
     if kind in (None, "message"):
         role = get_str(item, "role", param)
         return message_framing(encoding, role, None) + count_content(
