@@ -126,3 +126,21 @@ async def test_a_windows_file_name_is_not_an_escaped_field_name(counter: TokenCo
         + b"--B--\r\n"
     )
     assert (await counter.acount_other(body, MULTIPART)).choices == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"prompt=a+cat&N=10", "application/x-www-form-urlencoded"),
+        (b"prompt=a+cat&_n=10", "application/x-www-form-urlencoded"),
+        (_part(b'form-data; name="N"', b"10") + b"--B--\r\n", MULTIPART),
+    ],
+)
+async def test_a_field_some_server_reads_as_n_is_refused(
+    counter: TokenCounter, body: bytes, content_type: str
+) -> None:
+    """Go's gorilla/schema and Fiber, and ASP.NET, bind form fields ignoring case (a
+    red-team finding): ``N`` is ten images there."""
+    with pytest.raises(InvalidRequestBody) as raised:
+        await counter.acount_other(body, content_type)
+    assert "Write it as 'n'" in raised.value.message

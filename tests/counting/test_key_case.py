@@ -22,7 +22,8 @@ RESPONSES = "/v1/responses"
 MESSAGES = "/v1/messages"
 IMAGES = "/v1/images/generations"
 HI = [{"role": "user", "content": "hi"}]
-KELVIN, LONG_S, DOTLESS_I = "\u212a", "\u017f", "\u0131"
+KELVIN, LONG_S, DOTLESS_I, DOTTED_I = "\u212a", "\u017f", "\u0131", "\u0130"
+FI, ST = "\ufb01", "\ufb06"  # ligatures
 
 
 def _read(counter: TokenCounter, path: str, body: object) -> None:
@@ -90,6 +91,17 @@ def _refused(counter: TokenCounter, path: str, body: object) -> InvalidRequestBo
             f"max_to{KELVIN}ens",
         ),
         (RESPONSES, {"model": "gpt-4o", f"{DOTLESS_I}nput": "x"}, f"{DOTLESS_I}nput"),
+        # Go's ToLower (json-iterator lower-cases keys) reads the dotted capital I as i; full
+        # case mapping reads a ligature as its letters.
+        (RESPONSES, {"model": "gpt-4o", f"{DOTTED_I}nstructions": "x"}, f"{DOTTED_I}nstructions"),
+        (CHAT, {"model": "gpt-4o-mini", "messages": HI, f"{ST}ream": True}, f"{ST}ream"),
+        # encoding/json/v2's case:ignore also ignores "_" and "-".
+        (CHAT, {"model": "gpt-4o-mini", "messages": HI, "maxTokens": 1}, "maxTokens"),
+        (
+            CHAT,
+            {"model": "gpt-4o-mini", "messages": HI, "max-completion-tokens": 1},
+            "max-completion-tokens",
+        ),
         # The same, escaped as JSON allows.
         (CHAT, b'{"model":"gpt-4o-mini","messages":[],"\\u004Dodel":"o3"}', "Model"),
         (CHAT, b'{"model":"gpt-4o-mini","messages":[],"\\u017ftream":true}', f"{LONG_S}tream"),
@@ -102,7 +114,8 @@ def test_a_key_the_guard_reads_in_another_case_is_refused(
 ) -> None:
     refused = _refused(counter, path, body)
     assert refused.param == param
-    assert f"'{fold(param.rpartition('.')[2])}'" in refused.message
+    read = next(key for key in READ_KEYS if fold(key) == fold(param.rpartition(".")[2]))
+    assert f"Write it as '{read}'" in refused.message
 
 
 @pytest.mark.parametrize(
@@ -158,6 +171,42 @@ def test_a_key_the_guard_reads_in_another_case_is_refused(
             },
         ),
         (CHAT, {"model": "gpt-4o-mini", "messages": HI, "Temperature": 0, "K": 1, "User": "u"}),
+        # More maps of the client's names (a red-team pass found each refused): a pydantic
+        # union's discriminator mapping, dependent schemas and requirements, schema
+        # extensions, a replayed file search result's attributes, a shell call's environment.
+        (
+            CHAT,
+            {
+                "model": "gpt-4o-mini",
+                "messages": HI,
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {
+                        "name": "x",
+                        "schema": {
+                            "discriminator": {"propertyName": "kind", "mapping": {"Text": "#/T"}},
+                            "dependentRequired": {"Name": ["x"]},
+                            "dependentSchemas": {"Source": {"type": "object"}},
+                            "dependencies": {"Data": ["y"]},
+                            "x-enum-descriptions": {"Name": "n"},
+                        },
+                    },
+                },
+            },
+        ),
+        (
+            RESPONSES,
+            {
+                "model": "gpt-4o",
+                "input": [
+                    {
+                        "type": "file_search_call",
+                        "results": [{"attributes": {"Source": "wiki"}, "text": "t"}],
+                    },
+                    {"type": "local_shell_call", "action": {"env": {"URL": "u"}}},
+                ],
+            },
+        ),
         (IMAGES, {"model": "dall-e-2", "Prompt": "a cat", "Size": "256x256"}),
     ],
 )
@@ -175,12 +224,32 @@ def test_the_clients_own_names_are_left_alone(
         {"model": "gpt-4o", "input": "x", "conversation": {"ID": "resp_1"}},
         {"x": [{"Type": "item_reference", "Id": "resp_1"}]},
         {"metadata": {f"{KELVIN}": 1, "thread_ID": "resp_1"}},
+        {"model": "gpt-4o", "input": "x", "previousResponseId": "resp_1"},
+        {"model": "gpt-4o", "input": "x", "previous-response-id": "resp_1"},
+        {"model": "gpt-4o", "input": "x", f"previous_response_{DOTTED_I}d": "resp_1"},
+        {"tools": [{"vector_store_ids": [], f"{FI}le_ids": ["resp_1"]}]},
     ],
 )
 def test_a_reference_is_found_in_any_case(body: dict[str, Any]) -> None:
     raw = orjson.dumps(body)
     assert may_refer(raw)
     assert object_references(orjson.loads(raw)) == ("resp_1",)
+
+
+def test_a_variant_among_many_long_keys_is_found_in_one_pass(counter: TokenCounter) -> None:
+    """Paths are built for the key refused only (one per key cost the length of every key
+    above it: a red-team body of 2.4 MiB took 10 s)."""
+    deep: dict[str, Any] = {"model": "gpt-4o-mini", "messages": HI, "metadata": {"Model": 1}}
+    deep["k" * 200_000] = [{f"a{index}": 0 for index in range(5_000)}]
+    _read(counter, CHAT, deep)
+    deep["k" * 200_000][0]["Role"] = "user"
+    assert _refused(counter, CHAT, deep).param == f"{'k' * 200_000}.[0].Role"
+
+
+def test_keys_settled_without_folding_are_no_variants() -> None:
+    from budget_guard.counting.key_case import _SETTLED
+
+    assert not {fold(key) for key in _SETTLED - READ_KEYS} & {fold(key) for key in READ_KEYS}
 
 
 def test_references_are_looked_for_only_where_a_key_may_name_one() -> None:

@@ -524,8 +524,9 @@ def test_a_key_named_twice_is_refused_before_the_upstream(proxy: Proxy) -> None:
 def test_a_key_in_another_case_is_refused_or_checked_before_the_upstream(proxy: Proxy) -> None:
     """Go's JSON decoder (Ollama, LocalAI, Envoy AI Gateway) reads ``"Model"``, ``"N"`` or
     ``"PREVIOUS_RESPONSE_ID"`` as the field they fold to, the Kelvin sign and the long s
-    included. A field the guard reads in another case is refused; an object reference in
-    another case is checked as the company's own, like any other."""
+    included (its v2 ignores "_" too; Go's form binders read a field ``N``). A field the
+    guard reads, named another way, is refused; an object reference named another way is
+    checked as the company's own, like any other."""
     first = post(proxy, "/v1/responses", {"model": "gpt-4o", "input": "remember 11"})
     response_id = first.json()["id"]
     forwarded = proxy.forwarded()
@@ -547,9 +548,17 @@ def test_a_key_in_another_case_is_refused_or_checked_before_the_upstream(proxy: 
         assert answer.status_code == 400, answer.text
         assert assert_openai_error(400, answer.headers, answer.content)["param"] == param
     folded = "PREVIOU\u017f_RESPONSE_ID"
-    for key in ("Previous_Response_Id", folded):
+    for key in ("Previous_Response_Id", folded, "previousResponseId"):
         stolen = {"model": "gpt-4o", "input": "what number?", key: response_id}
         assert post(proxy, "/v1/responses", stolen, key=KEY_B).status_code == 404
+    form = httpx.post(
+        proxy.url + "/v1/images/variations",
+        headers=bearer(KEY_A),
+        files={"image": ("a.png", b"\x89PNG" + b"\x00" * 100, "image/png")},
+        data={"model": "dall-e-2", "N": "10"},
+        timeout=30,
+    )
+    assert form.status_code == 400, form.text
     assert proxy.forwarded() == forwarded
     own = {"model": "gpt-4o", "input": "what number?", folded: response_id}
     assert post(proxy, "/v1/responses", own).status_code == 200

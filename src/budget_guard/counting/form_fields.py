@@ -26,6 +26,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 
 from budget_guard.counting.errors import InvalidRequestBody
+from budget_guard.counting.key_case import variant_of, variant_refused
 
 MAX_FIELD_BYTES = 32
 """An ``n`` longer than this is no count of images."""
@@ -66,6 +67,14 @@ def form_outputs(body: bytes, content_type: str) -> int | None:
     return int(value)
 
 
+def _refuse_variant(name: str) -> None:
+    """A field some servers read as ``n`` (Go's gorilla/schema and Fiber, ASP.NET: any
+    case) is refused, as in a JSON body (``key_case``)."""
+    read = variant_of(name)
+    if read is not None:
+        raise variant_refused(name, read, name)
+
+
 def _urlencoded(body: bytes) -> bytes | None:
     try:
         fields = parse_qsl(
@@ -77,7 +86,12 @@ def _urlencoded(body: bytes) -> bytes | None:
         raise InvalidRequestBody(
             "We could not read the form in the body of your request.", None
         ) from None
-    values = [value for name, value in fields if name == "n"]
+    values = []
+    for name, value in fields:
+        if name == "n":
+            values.append(value)
+        else:
+            _refuse_variant(name)
     if len(values) > 1:
         raise _bad_n()
     if not values:
@@ -162,6 +176,8 @@ class _Fields:
             raise InvalidRequestBody("A multipart field name may not use name* or escapes.", None)
         name = parse_options_header(disposition)[1].get(b"name")
         if name != _OUTPUTS:
+            if name:
+                _refuse_variant(name.decode("utf-8", "replace"))
             return
         if self.value is not None:
             raise _bad_n()

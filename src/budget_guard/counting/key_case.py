@@ -1,24 +1,32 @@
-"""Refusing a request key that differs only in case from a key the guard reads.
+"""Refusing a request key that an upstream may read as a field the guard reads, but is not it.
 
-The guard reads keys exactly, as OpenAI's API does. Go's ``encoding/json`` does not: it fills
-a struct field from any key equal to its name ignoring case, the Kelvin sign (U+212A) counting
-as ``k`` and the long s (U+017F) as ``s``, and .NET's case-insensitive option also reads the
-dotless i (U+0131) as ``i``. Gateways and servers written in them (Ollama, LocalAI, Envoy AI
-Gateway) sit behind budget-guard as upstreams. To such an upstream ``{"model": "gpt-4o-mini",
-"Model": "o3"}`` is o3, though the guard weighed gpt-4o-mini; ``"Messages"`` is a prompt the
-guard counted as none; ``"N": 10`` is ten answers. What the guard cannot read as the upstream
-might, it refuses, naming the key.
+The guard reads keys exactly, as OpenAI's API does. Other parsers match them more loosely, and
+gateways and servers built on them (Ollama, LocalAI, Envoy AI Gateway in Go; ASP.NET) sit
+behind budget-guard as upstreams:
+
+- Go's ``encoding/json`` fills a struct field from any key equal to its name ignoring case,
+  the Kelvin sign (U+212A) counting as ``k`` and the long s (U+017F) as ``s``; .NET's
+  case-insensitive option reads the dotless i (U+0131) as ``i``; parsers that lower-case keys
+  with Go's ``strings.ToLower`` (json-iterator) read the dotted capital I (U+0130) as ``i``;
+  full Unicode case mapping reads ``ﬁ`` as ``fi``;
+- Go's ``encoding/json/v2`` with ``case:ignore`` also ignores ``_`` and ``-``.
+
+To such an upstream ``{"model": "gpt-4o-mini", "Model": "o3"}`` is o3, though the guard
+weighed gpt-4o-mini; ``"Messages"`` is a prompt the guard counted as none; ``"maxTokens"`` a
+cap it never saw; ``"N": 10`` ten answers. What the guard cannot read as the upstream might,
+it refuses, naming the key.
 
 Every object of a counted body is checked, but for what holds the client's own names rather
-than the API's: a JSON schema's ``properties`` map (its values, schemas, are checked), and
-values the guard never looks into (``metadata``, a tool call's ``arguments`` or ``input``,
-``enum``...), whose keys no API reads as fields. Object references (``previous_response_id``
-and the like) are read at any depth, so ``references`` matches their keys ignoring case
-instead: a variant is checked as the company's own object, not refused.
+than the API's: a JSON schema's ``properties`` and the like (their values, schemas, are
+checked), and values the guard never looks into (``metadata``, a tool call's ``arguments`` or
+``input``, ``enum``, ``x-`` extensions...), whose keys no API reads as fields. Object
+references (``previous_response_id`` and the like) are read at any depth, so ``references``
+matches their keys by the same folding instead: a variant is checked as the company's own
+object, not refused.
 
-Cost: a walk of the parsed body that compares each object's keys with those the guard reads
-as one set operation in C, folding only the keys outside them; where one folds into a key the
-guard reads, a second walk tells where (or that it sits in a map of the client's names).
+Cost: a walk of the parsed body that compares each object's keys with a set of known keys in
+C, folding only the others; where one folds into a key the guard reads, a second walk tells
+where (or that it sits in a map of the client's names).
 """
 
 from __future__ import annotations
@@ -108,17 +116,31 @@ _SETTLED = READ_KEYS | {
     "user",
 }
 OTHER_READ_KEYS = frozenset({"n"})
-"""What the guard reads of a JSON body of no counted shape (at its top level): how many
-outputs it asks for."""
+"""What the guard reads of a JSON body of no counted shape (at its top level) or of a form:
+how many outputs it asks for."""
 
 # Maps from the client's own names to schemas: the names are free, the schemas are read.
-_NAME_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions"})
-# Values that are data, not API fields: nothing in them is read as a field.
+_NAME_MAPS = frozenset(
+    {
+        "$defs",
+        "definitions",
+        "dependencies",
+        "dependentRequired",
+        "dependentSchemas",
+        "patternProperties",
+        "properties",
+    }
+)
+# Values that are data, not API fields: nothing in them is read as a field. (``x-`` keys, a
+# schema's extensions, too.)
 _OPAQUE = frozenset(
     {
+        "attributes",  # a file search result's, replayed in a Responses input
         "const",
         "default",
+        "discriminator",  # its mapping is keyed by the client's own values
         "enum",
+        "env",  # a local shell call's
         "example",
         "examples",
         "headers",
@@ -131,9 +153,15 @@ _OPAQUE = frozenset(
 # items, read like messages).
 _OPAQUE_OBJECTS = frozenset({"arguments", "input"})
 
-# The only characters other than ASCII letters that some parser takes for an ASCII letter.
-_FOLDS = str.maketrans({"\u212a": "k", "\u017f": "s", "\u0131": "i"})
-_FOLDING = re.compile(b"|".join(re.escape(c.encode()) for c in "\u212a\u017f\u0131"))
+# What the full case folding below does not do: the dotted and dotless i, as Go's ToLower and
+# .NET's upper-casing read them, and the separators encoding/json/v2 ignores.
+_FOLDS = str.maketrans({"\u0130": "i", "\u0131": "i", "_": None, "-": None})
+_ASCII_FOLDS = str.maketrans("", "", "_-")
+# Raw characters no ASCII-only scan sees that some parser reads as ASCII letters: the Kelvin
+# sign, the long s, both i's, and the Latin ligatures (U+FB00-FB06).
+_FOLDING = re.compile(
+    b"|".join(re.escape(c.encode()) for c in "\u212a\u017f\u0130\u0131") + rb"|\xef\xac[\x80-\x86]"
+)
 
 
 def may_fold(body: bytes) -> bool:
@@ -142,17 +170,23 @@ def may_fold(body: bytes) -> bool:
 
 
 def fold(key: str) -> str:
-    """``key`` as a case-insensitive parser compares it with an ASCII field name."""
-    return key.lower() if key.isascii() else key.translate(_FOLDS).lower()
+    """``key`` as the loosest of those parsers compares it with an ASCII field name."""
+    if key.isascii():
+        return key.lower().translate(_ASCII_FOLDS) if "_" in key or "-" in key else key.lower()
+    return key.translate(_FOLDS).casefold()
+
+
+_READ_BY_FOLD = {fold(key): key for key in READ_KEYS}
+_OTHER_READ_BY_FOLD = {fold(key): key for key in OTHER_READ_KEYS}
 
 
 def check_key_case(document: dict[str, Any]) -> None:
     """Raise ``InvalidRequestBody`` if an object of the counted ``document`` has a key that
-    is not one the guard reads but folds to one."""
+    is not one the guard reads but folds into one."""
     if _may_vary(document):
         found = _first_variant(document)
         if found is not None:
-            raise _refused(*found)
+            raise variant_refused(*found)
 
 
 def check_top_key_case(document: object) -> None:
@@ -160,16 +194,16 @@ def check_top_key_case(document: object) -> None:
     if not isinstance(document, dict):
         return
     for key in document:
-        read = _variant_of(key, OTHER_READ_KEYS)
+        read = variant_of(key, _OTHER_READ_BY_FOLD)
         if read is not None:
-            raise _refused(key, read, key)
+            raise variant_refused(key, read, key)
 
 
-def _variant_of(key: str, keys: frozenset[str]) -> str | None:
-    if key in keys:
-        return None
-    folded = fold(key)
-    return folded if folded in keys else None
+def variant_of(key: str, read_by_fold: dict[str, str] = _OTHER_READ_BY_FOLD) -> str | None:
+    """The key the guard reads that ``key`` stands for without being it, if any (by default
+    among the ones read of a body of no counted shape: a form's, say)."""
+    read = read_by_fold.get(fold(key))
+    return None if read is None or read == key else read
 
 
 def _may_vary(document: dict[str, Any]) -> bool:
@@ -178,14 +212,14 @@ def _may_vary(document: dict[str, Any]) -> bool:
     only other keys are folded. Where it answers yes (a variant, though maybe in a map of the
     client's names), ``_first_variant`` tells exactly."""
     stack: list[Any] = [document]
-    pop, push, containers = stack.pop, stack.append, _CONTAINERS
+    pop, push, containers, read_by_fold = stack.pop, stack.append, _CONTAINERS, _READ_BY_FOLD
     while stack:
         node = pop()
         if type(node) is dict:
             keys = node.keys()
             if not keys <= _SETTLED:
                 for key in keys - _SETTLED:
-                    if fold(key) in READ_KEYS:
+                    if fold(key) in read_by_fold:
                         return True
             values: Any = node.values()
         else:
@@ -199,38 +233,59 @@ def _may_vary(document: dict[str, Any]) -> bool:
 _CONTAINERS = frozenset({dict, list})
 
 
+class _Place:
+    """Where a node sits, built into a path only for the key refused: a path string per
+    key would cost the length of every key above it, each time."""
+
+    __slots__ = ("key", "parent")
+
+    def __init__(self, parent: _Place | None, key: str | int) -> None:
+        self.parent = parent
+        self.key = key
+
+    def path(self) -> str:
+        parts: list[str] = []
+        place: _Place | None = self
+        while place is not None:
+            key = place.key
+            parts.append(f"[{key}]" if isinstance(key, int) else key)
+            place = place.parent
+        return ".".join(reversed(parts))
+
+
 def _first_variant(document: dict[str, Any]) -> tuple[str, str, str] | None:
     """(key, the key it stands for, its path) of the first variant, in document order.
     Iterative: no document reaches a RecursionError."""
-    stack: list[tuple[Any, str, bool]] = [(document, "", False)]
+    stack: list[tuple[Any, _Place | None, bool]] = [(document, None, False)]
     while stack:
-        node, path, names = stack.pop()
+        node, place, names = stack.pop()
+        pending: list[tuple[Any, _Place | None, bool]] = []
         if isinstance(node, dict):
-            pending = []
             for key, value in node.items():
-                where = f"{path}.{key}" if path else key
                 if not names:
-                    read = _variant_of(key, READ_KEYS)
+                    read = variant_of(key, _READ_BY_FOLD)
                     if read is not None:
-                        return key, read, where
-                    if key in _OPAQUE or (key in _OPAQUE_OBJECTS and isinstance(value, dict)):
+                        return key, read, _Place(place, key).path()
+                    if (
+                        key in _OPAQUE
+                        or key.startswith("x-")
+                        or (key in _OPAQUE_OBJECTS and isinstance(value, dict))
+                    ):
                         continue
                 if isinstance(value, dict | list):
-                    pending.append((value, where, not names and key in _NAME_MAPS))
-            stack.extend(reversed(pending))
+                    inner = not names and key in _NAME_MAPS
+                    pending.append((value, _Place(place, key), inner))
         else:
-            stack.extend(
-                (item, f"{path}.[{index}]", False)
-                for index, item in reversed(list(enumerate(node)))
-                if isinstance(item, dict | list)
-            )
+            for index, item in enumerate(node):
+                if isinstance(item, dict | list):
+                    pending.append((item, _Place(place, index), False))
+        stack.extend(reversed(pending))
     return None
 
 
-def _refused(key: str, read: str, param: str) -> InvalidRequestBody:
+def variant_refused(key: str, read: str, param: str) -> InvalidRequestBody:
     return InvalidRequestBody(
-        f"The key '{key}' differs from '{read}' only in case (or by a letter some parsers fold "
-        f"into an ASCII one). Write it as '{read}': some servers read such a key as '{read}' "
-        "and others ignore it.",
+        f"The key '{key}' is not '{read}', but some servers read it as '{read}' (they ignore "
+        f"case, and some '_' and '-'), and others ignore it. Write it as '{read}'.",
         param,
     )

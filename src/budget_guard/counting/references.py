@@ -36,16 +36,18 @@ _REFERENCE_KEYS = frozenset(
         "vector_store_ids",
     }
 )
+_BY_FOLD = frozenset(fold(key) for key in _REFERENCE_KEYS)
 # One scan of the raw bytes decides whether the body can hold a reference at all, so the
 # ordinary chat request pays a compiled scan, not a walk of its parsed JSON. Keys are matched
-# ignoring case, as some upstreams read them (``key_case``): the scan reads the body in lower
-# case. A key can hide from it only behind a \u escape (JSON has no other escape that yields
-# a letter or "_") or a character some parser folds into a letter, so a body with either is
-# always walked.
+# as loosely as some upstreams read them (``key_case``: any case, ``_`` and ``-`` ignored), so
+# the scan reads the body in lower case without those. A key can hide from it only behind a
+# \u escape (JSON has no other escape that yields a letter, "_" or "-") or a character some
+# parser folds into a letter, so a body with either is always walked.
 _MAYBE = re.compile(
-    rb'"(?:assistant_id|container(?:_id)?|conversation(?:_id)?|file_ids?|input_file_id|'
-    rb'previous_response_id|response_id|skill_id|thread_id|vector_store_ids?|item_reference)"'
+    rb'"(?:assistantid|container(?:id)?|conversation(?:id)?|fileids?|inputfileid|'
+    rb'previousresponseid|responseid|skillid|threadid|vectorstoreids?|itemreference)"'
 )
+_SEPARATORS = b"_-"
 MAX_REFERENCES = 64
 """More references than any real request carries; past it the request is refused, so one
 request cannot make the guard look up an unbounded number of objects."""
@@ -60,12 +62,13 @@ def may_refer(body: bytes) -> bool:
     """Whether ``body`` can name an object at all (if not, there is nothing to walk)."""
     if b"\\u" in body or (not body.isascii() and may_fold(body)):
         return True
-    return _MAYBE.search(body.lower()) is not None
+    return _MAYBE.search(body.lower().translate(None, _SEPARATORS)) is not None
 
 
 def object_references(data: object) -> tuple[str, ...]:
     """The object ids a parsed body refers to, in order, without repeats. Keys are matched
-    ignoring case: an id an upstream may read is checked whatever case names it."""
+    as loosely as some upstream reads them: an id it may read is checked however it is
+    named."""
     found: dict[str, None] = {}
     stack: list[Any] = [data]
     while stack:  # iterative: no input reaches a RecursionError
@@ -73,10 +76,14 @@ def object_references(data: object) -> tuple[str, ...]:
         if isinstance(value, dict):
             reference_item = False
             for key, item in value.items():
-                name = key if key in _REFERENCE_KEYS else fold(key)
-                if name in _REFERENCE_KEYS:
+                if key in _REFERENCE_KEYS:
                     _collect(item, found)
-                elif name == "type" and item == "item_reference":
+                    name = key
+                else:
+                    name = fold(key)
+                    if name in _BY_FOLD:
+                        _collect(item, found)
+                if name == "type" and item == "item_reference":
                     reference_item = True
                 if isinstance(item, dict | list):
                     stack.append(item)
