@@ -31,8 +31,8 @@ def check_no_duplicate_keys(body: bytes, document: Any) -> None:
     within one object. ``document`` must have passed the body's shape limits: the slow path
     recurses as deep as it nests."""
     if (
-        b"\\u003a" not in body
-        and b"\\u003A" not in body
+        body.find(b"\\u003a") < 0  # find, not in: see counting.sse
+        and body.find(b"\\u003A") < 0
         and body.count(b":") == orjson.dumps(document).count(b":")
     ):
         return

@@ -61,7 +61,8 @@ def collect_event(collector: OutputCollector, event: dict[str, Any]) -> None:
             return
         if _add_anthropic_event(collector, kind, event):
             return
-    collector.note_response_id(event.get("id"))  # a chunk names its completion
+    if collector.response_id is None:
+        collector.note_response_id(event.get("id"))  # a chunk names its completion
     usage = event.get("usage")
     if isinstance(usage, dict):
         collector.usage.merge(usage, final=True)
@@ -76,8 +77,19 @@ def _add_choice_delta(collector: OutputCollector, choice: dict[str, Any], positi
     index = choice.get("index", position)
     if not isinstance(index, int):
         index = position
-    collector.add_text((index, "text"), choice.get("text"))  # legacy completions
-    _add_message(collector, index, choice.get("delta"))
+    text = choice.get("text")  # legacy completions
+    if text is not None:
+        collector.add_text((index, "text"), text)
+    delta = choice.get("delta")
+    if type(delta) is dict and len(delta) == 1:
+        # Nearly every chunk of a chat stream: a delta of one piece of text, read as
+        # ``_add_message`` would read it.
+        content = delta.get("content")
+        if type(content) is str:
+            if content:
+                collector.add_text((index, "content"), content)
+            return
+    _add_message(collector, index, delta)
 
 
 def _add_responses_event(collector: OutputCollector, kind: str, event: dict[str, Any]) -> None:

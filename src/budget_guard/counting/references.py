@@ -60,7 +60,7 @@ class TooManyReferences(InvalidRequestBody):
 
 def may_refer(body: bytes) -> bool:
     """Whether ``body`` can name an object at all (if not, there is nothing to walk)."""
-    if b"\\u" in body or (not body.isascii() and may_fold(body)):
+    if body.find(b"\\u") >= 0 or (not body.isascii() and may_fold(body)):
         return True
     return _MAYBE.search(body.lower().translate(None, _SEPARATORS)) is not None
 

@@ -17,20 +17,17 @@ from budget_guard.counting.sse import SseDecoder
 _DONE = b"[DONE]"
 
 
-class EventStream:
-    __slots__ = ("_collector", "_decoder")
+class EventStream(SseDecoder):
+    """An SSE decoder whose events go to the collector: a chunk costs one call into the
+    decoder, not a wrapper's call around it."""
+
+    __slots__ = ("_collector",)
 
     def __init__(self, collector: OutputCollector) -> None:
+        super().__init__(self._event, large=LargeEventReader(collector))
         self._collector = collector
-        self._decoder = SseDecoder(self._on_data, large=LargeEventReader(collector))
 
-    def feed(self, chunk: bytes) -> None:
-        self._decoder.feed(chunk)
-
-    def close(self) -> None:
-        self._decoder.close()
-
-    def _on_data(self, payload: bytes) -> None:
+    def _event(self, payload: bytes) -> None:
         if payload == _DONE:
             self._collector.ended = True
             return
