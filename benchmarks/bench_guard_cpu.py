@@ -12,6 +12,12 @@ A busy server pays each of these 2-4x (caches are cold between a request's steps
 measures changes, and the HTTP group judges them. Variants measured in the same rounds: the
 guard with metrics off, and in strict mode (a reservation and a settle per request).
 Figures are process CPU per request, the median of rounds of ``REQUESTS`` requests.
+
+The same for a streamed answer, per chunk: the stream benchmark's request and chunks
+(``stream_upstream``), ``STREAM_CHUNKS`` of them and the usage chunk per request, through the
+guard (its ``send`` wrapper and the meter reading every event) and through the bare routes.
+What the guard adds per chunk there is what the stream benchmark's CPU per chunk and tail
+latency are made of, without the sockets.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from benchmarks.bench_http import CHAT
 from benchmarks.harness import Context, Figure, ainterleave, comparison
 from benchmarks.http_server import API_KEY
+from benchmarks.stream_load import STREAM_REQUEST
+from benchmarks.stream_upstream import content_chunk, last_chunks
 
 GROUP = "guard-cpu"
 
@@ -88,7 +96,28 @@ async def _upstream(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": _ANSWER})
 
 
-def _app(*, bare: bool, strict: bool = False, metrics: bool = True) -> ASGIApp:
+STREAM_CHUNKS = 160  # the stream benchmark's 8 s at 20 chunks/s
+_STREAM_HEAD: Message = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [(b"content-type", b"text/event-stream")],
+}
+_CHUNKS = [content_chunk(index) for index in range(STREAM_CHUNKS)]
+_LAST_CHUNKS = last_chunks(STREAM_CHUNKS)
+
+
+async def _streaming_upstream(scope: Scope, receive: Receive, send: Send) -> None:
+    while (await receive()).get("more_body"):
+        pass
+    await send(_STREAM_HEAD)
+    for chunk in _CHUNKS:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": _LAST_CHUNKS, "more_body": False})
+
+
+def _app(
+    *, bare: bool, strict: bool = False, metrics: bool = True, upstream: ASGIApp = _upstream
+) -> ASGIApp:
     from benchmarks.http_server import proxy_app
 
     app: Any = proxy_app(
@@ -101,11 +130,11 @@ def _app(*, bare: bool, strict: bool = False, metrics: bool = True) -> ASGIApp:
     )
     for route in app.router.routes:
         if isinstance(route, Route) and route.path.startswith("/v1/"):
-            route.app = _upstream
+            route.app = upstream
     return app  # type: ignore[no-any-return]
 
 
-async def _one(app: ASGIApp) -> None:
+async def _one(app: ASGIApp, body: bytes = _BODY) -> None:
     delivered = False
     status = 0
 
@@ -113,7 +142,7 @@ async def _one(app: ASGIApp) -> None:
         nonlocal delivered
         if not delivered:
             delivered = True
-            return {"type": "http.request", "body": _BODY, "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
         await asyncio.Event().wait()  # a client that stays: never a disconnect
         raise AssertionError("unreachable")
 
@@ -122,17 +151,27 @@ async def _one(app: ASGIApp) -> None:
         if message["type"] == "http.response.start":
             status = message["status"]
 
-    await app(dict(_SCOPE), receive, send)
+    scope = dict(_SCOPE)
+    if body is not _BODY:
+        scope["headers"] = [
+            *(header for header in _SCOPE["headers"] if header[0] != b"content-length"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+    await app(scope, receive, send)
     if status != 200:
         raise RuntimeError(f"the benchmark's chat request got {status}")
 
 
-def _sampler(app: ASGIApp, requests: int) -> Callable[[], Awaitable[float]]:
+def _sampler(
+    app: ASGIApp, requests: int, body: bytes = _BODY, per: int = 1
+) -> Callable[[], Awaitable[float]]:
+    """CPU per request (``per`` 1) or per chunk (``per`` the chunks of one answer)."""
+
     async def sample() -> float:
         started = time.process_time()
         for _ in range(requests):
-            await _one(app)
-        return (time.process_time() - started) / requests * 1e6
+            await _one(app, body)
+        return (time.process_time() - started) / (requests * per) * 1e6
 
     return sample
 
@@ -172,4 +211,32 @@ async def _run(ctx: Context) -> list[Figure]:
         )
         figure.note = f"adds {figure.value - (figure.baseline or 0):.1f} µs to the bare routes"
         figures.append(figure)
+    figures.append(await _per_chunk(ctx))
     return figures
+
+
+async def _per_chunk(ctx: Context) -> Figure:
+    streams = ctx.size(100, 2)
+    chunks = STREAM_CHUNKS + 1  # and the last write: the usage chunk and [DONE]
+    apps = {
+        BARE: _app(bare=True, upstream=_streaming_upstream),
+        GUARD: _app(bare=False, upstream=_streaming_upstream),
+    }
+    for app in apps.values():
+        for _ in range(ctx.size(10, 1)):
+            await _one(app, STREAM_REQUEST)
+    samples = await ainterleave(
+        {name: _sampler(app, streams, STREAM_REQUEST, chunks) for name, app in apps.items()},
+        ctx.size(9, 1),
+    )
+    figure = comparison(
+        f"CPU per streamed chunk in-process: {GUARD}",
+        samples,
+        measured=GUARD,
+        baseline=BARE,
+        unit="µs",
+        target=None,
+        detail={"streams_per_round": streams, "chunks_per_stream": chunks},
+    )
+    figure.note = f"adds {figure.value - (figure.baseline or 0):.2f} µs per chunk"
+    return figure

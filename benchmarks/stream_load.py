@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import orjson
 
 _STAMP = re.compile(rb'"system_fingerprint":"t(\d+)"')
-_BODY = orjson.dumps(
+STREAM_REQUEST = orjson.dumps(
     {
         "model": "gpt-4o-mini",
         "messages": [{"role": "user", "content": "Stream something."}],
@@ -172,8 +172,8 @@ def _request(host: str, port: int, path: str, api_key: str) -> bytes:
     return (
         f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\n"
         f"authorization: Bearer {api_key}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(_BODY)}\r\nconnection: close\r\n\r\n"
-    ).encode() + _BODY
+        f"content-length: {len(STREAM_REQUEST)}\r\nconnection: close\r\n\r\n"
+    ).encode() + STREAM_REQUEST
 
 
 def _percentiles_ms(samples: array[int]) -> dict[str, float]:

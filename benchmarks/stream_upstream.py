@@ -50,6 +50,16 @@ _LAST = (
 _ASKED_CHUNKS = re.compile(rb"[?&]chunks=(\d+)")
 
 
+def content_chunk(index: int) -> bytes:
+    """The ``index``-th content event, stamped now."""
+    return _CONTENT % (time.monotonic_ns(), index)
+
+
+def last_chunks(chunks: int) -> bytes:
+    """The final chunk, the usage chunk and ``[DONE]`` of an answer of ``chunks`` chunks."""
+    return _LAST % (chunks, chunks + 20)
+
+
 def _chunk(payload: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(payload), payload)
 
@@ -111,12 +121,12 @@ class StreamingUpstream(asyncio.Protocol):
             return
         self._sent += 1
         if self._sent < self._chunks:
-            transport.write(_chunk(_CONTENT % (time.monotonic_ns(), self._sent)))
+            transport.write(_chunk(content_chunk(self._sent)))
             self._timer = asyncio.get_running_loop().call_later(self._interval, self._tick)
             return
-        transport.write(_chunk(_CONTENT % (time.monotonic_ns(), self._sent)))
+        transport.write(_chunk(content_chunk(self._sent)))
         tokens = self._chunks
-        transport.write(_chunk(_LAST % (tokens, tokens + 20)) + b"0\r\n\r\n")
+        transport.write(_chunk(last_chunks(tokens)) + b"0\r\n\r\n")
         self._timer = None
         self._streaming = False
         self._advance()  # a pipelined next request, if any
