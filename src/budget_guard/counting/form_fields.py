@@ -26,7 +26,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 
 from budget_guard.counting.errors import InvalidRequestBody
-from budget_guard.counting.key_case import variant_of, variant_refused
+from budget_guard.counting.key_case import refuse_other_variant
 
 MAX_FIELD_BYTES = 32
 """An ``n`` longer than this is no count of images."""
@@ -67,14 +67,6 @@ def form_outputs(body: bytes, content_type: str) -> int | None:
     return int(value)
 
 
-def _refuse_variant(name: str) -> None:
-    """A field some servers read as ``n`` (Go's gorilla/schema and Fiber, ASP.NET: any
-    case) is refused, as in a JSON body (``key_case``)."""
-    read = variant_of(name)
-    if read is not None:
-        raise variant_refused(name, read, name)
-
-
 def _urlencoded(body: bytes) -> bytes | None:
     try:
         fields = parse_qsl(
@@ -91,7 +83,7 @@ def _urlencoded(body: bytes) -> bytes | None:
         if name == "n":
             values.append(value)
         else:
-            _refuse_variant(name)
+            refuse_other_variant(name)  # Go's form binders and ASP.NET ignore case
     if len(values) > 1:
         raise _bad_n()
     if not values:
@@ -177,7 +169,7 @@ class _Fields:
         name = parse_options_header(disposition)[1].get(b"name")
         if name != _OUTPUTS:
             if name:
-                _refuse_variant(name.decode("utf-8", "replace"))
+                refuse_other_variant(name.decode("utf-8", "replace"))
             return
         if self.value is not None:
             raise _bad_n()

@@ -186,22 +186,26 @@ def check_key_case(document: dict[str, Any]) -> None:
     if _may_vary(document):
         found = _first_variant(document)
         if found is not None:
-            raise variant_refused(*found)
+            raise _refused(*found)
 
 
 def check_top_key_case(document: object) -> None:
     """The same for a JSON body of no counted shape, whose top level is all the guard reads."""
-    if not isinstance(document, dict):
-        return
-    for key in document:
-        read = variant_of(key, _OTHER_READ_BY_FOLD)
-        if read is not None:
-            raise variant_refused(key, read, key)
+    if isinstance(document, dict):
+        for key in document:
+            refuse_other_variant(key)
 
 
-def variant_of(key: str, read_by_fold: dict[str, str] = _OTHER_READ_BY_FOLD) -> str | None:
-    """The key the guard reads that ``key`` stands for without being it, if any (by default
-    among the ones read of a body of no counted shape: a form's, say)."""
+def refuse_other_variant(key: str) -> None:
+    """Refuse ``key`` (a top-level JSON key or a form field of a body of no counted shape) if
+    some server reads it as a key the guard reads there (``n``) though it is not that key."""
+    read = _variant_of(key, _OTHER_READ_BY_FOLD)
+    if read is not None:
+        raise _refused(key, read, key)
+
+
+def _variant_of(key: str, read_by_fold: dict[str, str]) -> str | None:
+    """The key the guard reads that ``key`` stands for without being it, if any."""
     read = read_by_fold.get(fold(key))
     return None if read is None or read == key else read
 
@@ -263,7 +267,7 @@ def _first_variant(document: dict[str, Any]) -> tuple[str, str, str] | None:
         if isinstance(node, dict):
             for key, value in node.items():
                 if not names:
-                    read = variant_of(key, _READ_BY_FOLD)
+                    read = _variant_of(key, _READ_BY_FOLD)
                     if read is not None:
                         return key, read, _Place(place, key).path()
                     if (
@@ -283,7 +287,7 @@ def _first_variant(document: dict[str, Any]) -> tuple[str, str, str] | None:
     return None
 
 
-def variant_refused(key: str, read: str, param: str) -> InvalidRequestBody:
+def _refused(key: str, read: str, param: str) -> InvalidRequestBody:
     return InvalidRequestBody(
         f"The key '{key}' is not '{read}', but some servers read it as '{read}' (they ignore "
         f"case, and some '_' and '-'), and others ignore it. Write it as '{read}'.",
