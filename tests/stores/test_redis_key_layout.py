@@ -79,3 +79,88 @@ async def test_an_unexpected_client_error_in_an_ownership_call_is_store_unavaila
             await store.object_owner("file-1")
     finally:
         await store.aclose()
+
+
+async def test_a_batch_of_objects_is_one_key_each_in_its_own_slot_with_its_ttl(
+    redis_url: str, raw: aioredis.Redis
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:6]}:"
+    store = RedisStore.from_url(redis_url, Window(30), prefix=prefix)
+    owner = uuid.uuid4()
+    try:
+        await store.remember_objects(owner, ["file-abc", "resp_def", "file-abc"], 3600)
+        for object_id in ("file-abc", "resp_def"):
+            key = f"{prefix}obj:{{{object_id}}}"
+            assert await raw.get(key) == owner.hex
+            assert 3_590_000 < await raw.pttl(key) <= 3_600_000
+        assert sorted(await raw.keys(f"{prefix}obj:*")) == [  # the duplicate: one key
+            f"{prefix}obj:{{file-abc}}",
+            f"{prefix}obj:{{resp_def}}",
+        ]
+        await raw.set(f"{prefix}obj:{{file-odd}}", "not a company")
+        assert await store.object_owners(["file-odd", "resp_def"]) == [None, owner]
+    finally:
+        await store.aclose()
+
+
+async def test_batch_ownership_calls_on_a_redis_that_is_gone_are_store_unavailable() -> None:
+    store = RedisStore.from_url("redis://127.0.0.1:1/0", Window(30), connect_timeout=0.2)
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.remember_objects(uuid.uuid4(), ["file-1", "file-2"], 60)
+        with pytest.raises(StoreUnavailable):
+            await store.object_owners(["file-1", "file-2"])
+    finally:
+        await store.aclose()
+
+
+async def test_an_unexpected_client_error_in_a_batch_ownership_call_is_store_unavailable(
+    redis_url: str,
+) -> None:
+    store = RedisStore.from_url(redis_url, Window(30), prefix=f"t{uuid.uuid4().hex[:6]}:")
+    try:
+
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            raise AttributeError("'NoneType' object has no attribute 'writelines'")
+
+        store.client.pipeline = broken  # type: ignore[method-assign]
+        with pytest.raises(StoreUnavailable, match="AttributeError"):
+            await store.object_owners(["file-1", "file-2"])
+        with pytest.raises(StoreUnavailable, match="AttributeError"):
+            await store.remember_objects(uuid.uuid4(), ["file-1", "file-2"], 60)
+    finally:
+        await store.aclose()
+
+
+async def test_a_batch_is_one_pipeline_and_a_refused_command_is_store_unavailable(
+    redis_url: str, raw: aioredis.Redis
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:6]}:"
+    store = RedisStore.from_url(redis_url, Window(30), prefix=prefix)
+    client = store.client
+    executed: list[int] = []
+    real_pipeline = client.pipeline
+
+    def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = real_pipeline(*args, **kwargs)
+        real_execute = pipe.execute
+
+        async def execute(*a: Any, **kw: Any) -> Any:
+            executed.append(len(pipe.command_stack))
+            return await real_execute(*a, **kw)
+
+        pipe.execute = execute
+        return pipe
+
+    try:
+        client.pipeline = counting_pipeline  # type: ignore[method-assign]
+        owner = uuid.uuid4()
+        ids = [f"file-{i}" for i in range(50)]
+        await store.remember_objects(owner, ids, 60)
+        assert await store.object_owners(ids) == [owner] * 50
+        assert executed == [50, 50]  # one round trip each, one command per id
+        await raw.hset(f"{prefix}obj:{{file-hash}}", "f", "v")  # GET on it: WRONGTYPE
+        with pytest.raises(StoreUnavailable, match="redis refused object_owners"):
+            await store.object_owners(["file-1", "file-hash"])
+    finally:
+        await store.aclose()

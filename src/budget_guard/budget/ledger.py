@@ -8,6 +8,7 @@ judged against.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -176,6 +177,18 @@ class Ledger:
     async def object_owner(self, object_id: str) -> UUID | None:
         """The company that created ``object_id``, or ``None``: deny on ``None``."""
         return await self.store.object_owner(object_id)
+
+    async def remember_objects(
+        self, company_id: UUID, object_ids: Sequence[str], ttl: float
+    ) -> None:
+        """:meth:`remember_object` for every object one response created, in one store round
+        trip. Ownership is not budgeted, so no limit is looked up."""
+        await self.store.remember_objects(company_id, object_ids, ttl)
+
+    async def object_owners(self, object_ids: Sequence[str]) -> list[UUID | None]:
+        """The owner (or ``None``: deny) of each object a request names, in the given order,
+        in one store round trip."""
+        return await self.store.object_owners(object_ids)
 
     async def aclose(self) -> None:
         await self.store.aclose()

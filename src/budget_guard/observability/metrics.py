@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -350,6 +350,17 @@ class InstrumentedStore:
 
     async def object_owner(self, object_id: str) -> UUID | None:
         return await self._timed("object_owner", lambda: self.inner.object_owner(object_id))
+
+    async def remember_objects(
+        self, company_id: UUID, object_ids: Sequence[str], ttl: float
+    ) -> None:
+        await self._timed(
+            "remember_objects",
+            lambda: self.inner.remember_objects(company_id, object_ids, ttl),
+        )
+
+    async def object_owners(self, object_ids: Sequence[str]) -> list[UUID | None]:
+        return await self._timed("object_owners", lambda: self.inner.object_owners(object_ids))
 
     async def limit_override(self, company_id: UUID) -> int | None:
         return await self._timed(

@@ -7,7 +7,7 @@ reservation can be granted or refused atomically inside the store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 from uuid import UUID
@@ -105,22 +105,36 @@ def settle_dedupe(reservation: Reservation, actual: int, ttl: float) -> Dedupe:
     return Dedupe(f"settle:{reservation.id}", str(actual), ttl)
 
 
+def is_object_id(object_id: object) -> bool:
+    """Whether ``object_id`` passes :func:`check_object_id` (without the exception)."""
+    return (
+        isinstance(object_id, str)
+        and 0 < len(object_id) <= MAX_OBJECT_ID_CHARS
+        and object_id.isascii()
+        and object_id.isprintable()
+        and " " not in object_id
+    )
+
+
 def check_object_id(object_id: str) -> str:
     """``object_id`` unchanged, or :class:`ValueError`: it comes from the upstream's reply, so
     it is bounded before it becomes a key (1 to :data:`MAX_OBJECT_ID_CHARS` printable ASCII
     characters, no spaces; real ids look like ``file-abc``, ``resp_abc``, ``vs_abc``)."""
-    if (
-        not isinstance(object_id, str)
-        or not 0 < len(object_id) <= MAX_OBJECT_ID_CHARS
-        or not object_id.isascii()
-        or not object_id.isprintable()
-        or " " in object_id
-    ):
+    if not is_object_id(object_id):
         raise ValueError(
             f"an upstream object id must be 1 to {MAX_OBJECT_ID_CHARS} printable ASCII "
             "characters without spaces"
         )
     return object_id
+
+
+def check_object_ids(object_ids: Sequence[str]) -> list[str]:
+    """Every id of a batch checked by :func:`check_object_id` before any is used, so a bad
+    id anywhere refuses the whole batch (:class:`ValueError`) and nothing is written. A lone
+    string is refused too: iterated, it would be a batch of one-character ids."""
+    if isinstance(object_ids, str | bytes):
+        raise ValueError("a batch of upstream object ids must be a sequence of ids, not one id")
+    return [check_object_id(object_id) for object_id in object_ids]
 
 
 def check_object_ttl(ttl: float) -> float:
@@ -219,6 +233,23 @@ class UsageStore(Protocol):
     async def object_owner(self, object_id: str) -> UUID | None:
         """The company that created ``object_id``, or ``None`` when none is known (never
         remembered, lapsed, or dropped by a bounded store): callers must deny on ``None``."""
+        ...
+
+    async def remember_objects(
+        self, company_id: UUID, object_ids: Sequence[str], ttl: float
+    ) -> None:
+        """:meth:`remember_object` for each of ``object_ids`` (first owner wins per id; a
+        duplicate id is harmless), in one store round trip: a response that creates many
+        items (a batch, a vector store's files) costs one trip, not one per item. Every id
+        and the ttl are checked first: a bad one raises :class:`ValueError` and nothing is
+        written (never a partial write). An empty sequence makes no store call."""
+        ...
+
+    async def object_owners(self, object_ids: Sequence[str]) -> list[UUID | None]:
+        """:meth:`object_owner` of each of ``object_ids``, in the given order, in one store
+        round trip: a request that names many objects (its path and its body's references)
+        is checked with one trip, not one per id. Every id is checked first
+        (:class:`ValueError`); an empty sequence answers ``[]`` without a store call."""
         ...
 
     async def ping(self) -> None:

@@ -21,6 +21,7 @@ import secrets
 import threading
 from array import array
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -43,6 +44,7 @@ from budget_guard.stores.base import (
     UsageOverflow,
     check_breakdown,
     check_object_id,
+    check_object_ids,
     check_object_ttl,
     check_thresholds,
     crossed_thresholds,
@@ -478,6 +480,32 @@ class MemoryStore:
         with self._lock:
             entry = self._objects.get(object_id)
             return None if entry is None else entry[0]
+
+    async def remember_objects(
+        self, company_id: UUID, object_ids: Sequence[str], ttl: float
+    ) -> None:
+        """:meth:`remember_object` for each id under one lock acquisition, so the batch is
+        never interleaved with another thread's claims; all ids are checked before any is
+        written."""
+        ids = check_object_ids(object_ids)
+        ttl = check_object_ttl(ttl)
+        if not ids:
+            return
+        objects = self._objects
+        with self._lock:
+            lapses = self._clock() + ttl
+            for object_id in ids:
+                if objects.get(object_id) is None:
+                    objects[object_id] = (company_id, lapses)
+
+    async def object_owners(self, object_ids: Sequence[str]) -> list[UUID | None]:
+        ids = check_object_ids(object_ids)
+        if not ids:
+            return []
+        objects = self._objects
+        with self._lock:
+            entries = [objects.get(object_id) for object_id in ids]
+        return [None if entry is None else entry[0] for entry in entries]
 
     async def ping(self) -> None:
         return None

@@ -8,7 +8,8 @@ one cluster slot and the script runs unchanged on Redis Cluster.
 Caller-chosen dedupe keys are also listed in a per-company sorted set (same slot), so that
 the script can refuse a company's new key past ``max_idempotency_keys_per_company`` without
 any other company noticing. Object ownership (``remember_object``) is one plain key per
-object, hash-tagged by the object id: single-key commands, no script.
+object, hash-tagged by the object id: single-key commands, no script; the batch forms send
+those commands in one non-transactional pipeline.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from importlib.resources import files
 from typing import Any, TypeVar
 from uuid import UUID
@@ -48,6 +49,7 @@ from budget_guard.stores.base import (
     UsageOverflow,
     check_breakdown,
     check_object_id,
+    check_object_ids,
     check_object_ttl,
     check_thresholds,
     settle_dedupe,
@@ -492,12 +494,48 @@ class RedisStore:
         key = self._object_key(object_id)
         client = self._client
         value = await self._command("object_owner", lambda: client.get(key))
-        if not value:
-            return None
-        try:
-            return UUID(hex=value)
-        except ValueError:  # not written by us: an unknown owner is no owner (denied)
-            return None
+        return _as_owner(value)
+
+    async def remember_objects(
+        self, company_id: UUID, object_ids: Sequence[str], ttl: float
+    ) -> None:
+        """One ``SET NX PX`` per distinct id, sent as one non-transactional pipeline: one
+        round trip (on a cluster, one per node holding any of the keys, sent together). Not
+        MULTI nor MSETNX: each object is its own slot, and each ``SET NX`` is atomic on its
+        own, which is all that first owner wins needs. Every id and the ttl are checked
+        before the pipeline is built, so a bad one sends nothing."""
+        keys = list(dict.fromkeys(self._object_key(i) for i in check_object_ids(object_ids)))
+        ttl_ms = max(1, int(check_object_ttl(ttl) * 1000))
+        if not keys:
+            return
+        client, owner = self._client, company_id.hex
+
+        async def claim() -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.set(key, owner, nx=True, px=ttl_ms)
+            return await pipe.execute()  # type: ignore[no-any-return]
+
+        await self._command("remember_objects", claim)
+
+    async def object_owners(self, object_ids: Sequence[str]) -> list[UUID | None]:
+        """One ``GET`` per distinct id, sent as one non-transactional pipeline (not MGET: the
+        keys are in different slots); answered in the order asked."""
+        ids = check_object_ids(object_ids)
+        key_of = {object_id: self._object_key(object_id) for object_id in ids}  # distinct ids
+        if not key_of:
+            return []
+        client = self._client
+
+        async def read() -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            for key in key_of.values():
+                pipe.get(key)
+            return await pipe.execute()  # type: ignore[no-any-return]
+
+        values = await self._command("object_owners", read)
+        owner_of = dict(zip(key_of, map(_as_owner, values), strict=True))
+        return [owner_of[object_id] for object_id in ids]
 
     # -- run-time limits and threshold alerts ---------------------------------------------
     # Overrides are one hash for all companies ("<prefix>limits": company hex -> limit): one
@@ -578,6 +616,16 @@ class RedisStore:
         if self._lean is not None:
             await self._lean.aclose()
         await self._client.aclose()
+
+
+def _as_owner(value: Any) -> UUID | None:
+    """A stored object owner, or ``None`` for none."""
+    if not value:
+        return None
+    try:
+        return UUID(hex=value)
+    except ValueError:  # not written by us: an unknown owner is no owner (denied)
+        return None
 
 
 def _as_limit(value: object) -> int | None:
