@@ -33,6 +33,7 @@ class Recorder:
         self.texts: dict[Hashable, str] = {}
         self.usage = UsageReport()
         self.response_id: str | None = None
+        self.item_ids: dict[str, None] = {}
 
     def add_text(self, key: Hashable, text: object) -> None:
         if isinstance(text, str) and text:
@@ -41,6 +42,10 @@ class Recorder:
     def note_response_id(self, value: object) -> None:
         if self.response_id is None and isinstance(value, str) and 0 < len(value) <= 256:
             self.response_id = value
+
+    def note_item_id(self, value: object) -> None:
+        if isinstance(value, str) and 0 < len(value) <= 256:
+            self.item_ids[value] = None
 
     def discard_text(self) -> None:
         self.texts.clear()
@@ -402,3 +407,39 @@ def test_the_meter_names_the_created_object_without_being_finished(counter: Toke
     meter = counter.meter(request, "application/json", read_other=True)
     meter.feed(b'{"object": "file", "id": "file-abc123", "bytes": 12}')
     assert meter.response_id == "file-abc123"
+
+
+def test_the_ids_of_a_responses_answers_items_are_found_walked_or_whole() -> None:
+    """They become the company's objects: a later request may send the items back by id."""
+    items = [
+        {"type": "reasoning", "id": "rs_1", "summary": []},
+        {"id": "msg_1", "type": "message", "content": [{"type": "output_text", "text": "hi"}]},
+        {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "f"},
+        {"type": "message", "id": 7},  # not an id
+        {"type": "message", "content": [{"type": "output_text", "id": "not_an_item"}]},
+    ]
+    raw = orjson.dumps({"id": "resp_1", "object": "response", "output": items})
+    for whole_body_bytes in (WHOLE_BODY_BYTES, WALKED):
+        for chunks in ([len(raw)], [3]):
+            recorder = read(raw, chunks, whole_body_bytes)
+            assert list(recorder.item_ids) == ["rs_1", "msg_1", "fc_1"]
+            assert recorder.response_id == "resp_1"
+
+
+def test_the_id_of_a_chat_audio_answer_and_a_code_interpreters_container_are_found() -> None:
+    """A later turn replays the audio by its id, and a replayed code interpreter call names
+    its container: both are the company's, walked or whole."""
+    chat = {
+        "id": "chatcmpl-1",
+        "choices": [
+            {"message": {"role": "assistant", "audio": {"id": "audio_1", "transcript": "hi"}}}
+        ],
+    }
+    responses = {
+        "id": "resp_1",
+        "output": [{"type": "code_interpreter_call", "id": "ci_1", "container_id": "cntr_1"}],
+    }
+    for body, ids in ((chat, ["audio_1"]), (responses, ["ci_1", "cntr_1"])):
+        raw = orjson.dumps(body)
+        for whole_body_bytes in (WHOLE_BODY_BYTES, WALKED):
+            assert list(read(raw, [5], whole_body_bytes).item_ids) == ids

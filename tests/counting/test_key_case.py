@@ -14,7 +14,7 @@ import tiktoken
 from budget_guard.counting import TokenCounter, routes
 from budget_guard.counting.counter import _count_parsed
 from budget_guard.counting.errors import InvalidRequestBody
-from budget_guard.counting.key_case import READ_KEYS, fold
+from budget_guard.counting.key_case import READ_KEYS, fold, may_fold
 from budget_guard.counting.references import may_refer, object_references
 
 CHAT = "/v1/chat/completions"
@@ -223,7 +223,7 @@ def test_the_clients_own_names_are_left_alone(
         {"model": "gpt-4o", "input": "x", f"previou{LONG_S}_re{LONG_S}pon{LONG_S}e_id": "resp_1"},
         {"model": "gpt-4o", "input": "x", "conversation": {"ID": "resp_1"}},
         {"x": [{"Type": "item_reference", "Id": "resp_1"}]},
-        {"metadata": {f"{KELVIN}": 1, "thread_ID": "resp_1"}},
+        {"Metadata": {f"{KELVIN}": 1, "thread_ID": "resp_1"}},  # not read as the client's data
         {"model": "gpt-4o", "input": "x", "previousResponseId": "resp_1"},
         {"model": "gpt-4o", "input": "x", "previous-response-id": "resp_1"},
         {"model": "gpt-4o", "input": "x", f"previous_response_{DOTTED_I}d": "resp_1"},
@@ -413,3 +413,16 @@ def test_every_key_the_counters_read_is_one_the_check_knows(
 def test_the_keys_the_stream_usage_option_is_read_by_are_known() -> None:
     """``guard.stream_usage.ask_for_usage`` reads these before the guard adds the option."""
     assert {"stream", "stream_options", "include_usage"} <= READ_KEYS
+
+
+def test_every_character_fold_turns_into_ascii_makes_a_body_walked() -> None:
+    """The raw-byte pre-scan sees each character some parser reads as an ASCII letter, so
+    no key built with one skips the walk (the sharp s folds into "ss", say)."""
+    missed = []
+    for code in range(0x80, 0x110000):
+        if 0xD800 <= code < 0xE000:
+            continue
+        key = f"a{chr(code)}b"
+        if fold(key).isascii() and not may_fold(key.encode()):
+            missed.append(hex(code))
+    assert missed == []

@@ -135,3 +135,22 @@ def test_a_huge_event_cut_short_is_skipped(counter: TokenCounter) -> None:
     stream = _event(_completed("word " * 400_000))
     meter = _meter(counter, RESPONSES, stream[: len(stream) - 200], 65536)
     assert meter.finish() == TokenUsage(30, 0, "counted")
+
+
+def test_a_huge_item_event_still_names_its_item(counter: TokenCounter) -> None:
+    """An image's ``output_item.done`` carries megabytes of base64: its id is still read, so
+    the company may send the item back."""
+    item = {"type": "image_generation_call", "id": "ig_big", "result": "A" * (4 * MAX_EVENT_BYTES)}
+    small = {**item, "result": None}
+    stream = (
+        _event({"type": "response.created", "response": {"id": "resp_img"}})
+        + _event({"type": "response.output_item.added", "output_index": 0, "item": small})
+        + _event({"type": "response.output_item.done", "output_index": 0, "item": item})
+        + _event(
+            {"type": "response.output_item.done", "output_index": 1, "item": {**item, "id": "ig_2"}}
+        )
+    )
+    for size in (65536, 4093):
+        meter = _meter(counter, RESPONSES, stream, size)
+        assert meter.item_ids == ("ig_big", "ig_2")
+        assert meter.response_id == "resp_img"

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import pytest
 import tiktoken
 from hypothesis import given, settings
@@ -282,3 +283,46 @@ def test_whole_events_are_decoded_as_their_bytes_one_at_a_time_are(chunks: list[
         reference.feed(bytes([byte]))
     reference.close()
     assert whole == bytewise
+
+
+def test_a_responses_stream_names_the_items_it_produced(counter: TokenCounter) -> None:
+    """Each item's id, from the event that adds it, the one that completes it or the final
+    response (once each, in order): the company may send them back by id."""
+    reasoning = {"type": "reasoning", "id": "rs_1", "summary": []}
+    message = {"type": "message", "id": "msg_1", "role": "assistant", "content": []}
+    events = [
+        {"type": "response.created", "response": {"id": "resp_1", "output": []}},
+        {"type": "response.output_item.added", "output_index": 0, "item": reasoning},
+        {"type": "response.output_item.done", "output_index": 0, "item": reasoning},
+        {"type": "response.output_item.added", "output_index": 1, "item": message},
+        {
+            "type": "response.completed",
+            "response": {
+                "id": "resp_1",
+                "output": [reasoning, message, {"type": "message", "id": "msg_2"}],
+                "usage": {"input_tokens": 5, "output_tokens": 2, "total_tokens": 7},
+            },
+        },
+    ]
+    stream = b"".join(b"data: " + orjson.dumps(event) + b"\n\n" for event in events)
+    request = RequestTokens("responses", "gpt-4.1", 5, True, None)
+    meter = counter.meter(request, "text/event-stream")
+    for start in range(0, len(stream), 9):
+        meter.feed(stream[start : start + 9])
+    assert meter.item_ids == ("rs_1", "msg_1", "msg_2")
+    assert meter.response_id == "resp_1"
+
+
+def test_a_chat_stream_names_its_audio_answer(counter: TokenCounter) -> None:
+    chunks = [
+        {"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {"role": "assistant"}}]},
+        {
+            "id": "chatcmpl-1",
+            "choices": [{"index": 0, "delta": {"audio": {"id": "audio_1", "data": "AAAA"}}}],
+        },
+        {"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {"audio": {"data": "BBBB"}}}]},
+    ]
+    stream = b"".join(b"data: " + orjson.dumps(chunk) + b"\n\n" for chunk in chunks)
+    meter = counter.meter(RequestTokens("chat", "gpt-4o", 5, True, None), "text/event-stream")
+    meter.feed(stream + b"data: [DONE]\n\n")
+    assert meter.item_ids == ("audio_1",)

@@ -71,20 +71,25 @@ class TenantUpstream:
                 return
             await _json(send, _chat(usage))
         elif path == "/v1/responses" and method == "POST":
-            await _json(
-                send,
-                {
-                    "id": f"resp_{next(self._ids)}",
-                    "object": "response",
-                    "output": [
-                        {
-                            "type": "message",
-                            "content": [{"type": "output_text", "text": "ok"}],
-                        }
-                    ],
-                    "usage": {"input_tokens": _prompt("responses", body), "output_tokens": 3},
-                },
-            )
+            number = next(self._ids)
+            response = {
+                "id": f"resp_{number}",
+                "object": "response",
+                "output": [  # items a later request may send back by id, as OpenAI's are
+                    {"type": "reasoning", "id": f"rs_{number}", "summary": []},
+                    {
+                        "type": "message",
+                        "id": f"msg_{number}",
+                        "role": "assistant",
+                        "content": [{"type": "output_text", "text": "ok"}],
+                    },
+                ],
+                "usage": {"input_tokens": _prompt("responses", body), "output_tokens": 3},
+            }
+            if request.get("stream"):
+                await _responses_stream(send, response)
+            else:
+                await _json(send, response)
         elif path == "/v1/files" and method == "POST":
             await _json(send, {"id": f"file-{next(self._ids)}", "object": "file"})
         elif path == "/v1/images/generations":
@@ -113,6 +118,28 @@ class TenantUpstream:
         last = {"id": "chatcmpl-1", "choices": [], "usage": usage}
         tail = b"data: " + orjson.dumps(last) + b"\n\ndata: [DONE]\n\n"
         await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+async def _responses_stream(send: Send, response: dict[str, Any]) -> None:
+    """The Responses API's events: the items' ids come in ``output_item`` events."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream")],
+        }
+    )
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": {**response, "output": [], "usage": None}}
+    ]
+    for index, item in enumerate(response["output"]):
+        events.append({"type": "response.output_item.added", "output_index": index, "item": item})
+        events.append({"type": "response.output_item.done", "output_index": index, "item": item})
+    events.append({"type": "response.completed", "response": response})
+    for event in events:
+        data = b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _prompt(kind: str, body: bytes) -> int:

@@ -9,6 +9,7 @@ stored upstream must stay within the company that created them.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -497,6 +498,86 @@ def test_an_escaped_key_names_the_same_object(proxy: Proxy) -> None:
     }
     assert post(proxy, "/v1/responses", item).status_code == 404
     assert proxy.forwarded() == forwarded
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_the_items_a_response_produced_are_its_companys_to_send_back(
+    proxy: Proxy, stream: bool
+) -> None:
+    """OpenAI loads an input item by its ``id`` (a stored reasoning item, whose content the
+    client never saw): sending a response's items back is how a client keeps its context,
+    and another company's items are another company's reasoning."""
+    body = {"model": "gpt-4o", "input": "remember 5", "stream": stream}
+    first = post(proxy, "/v1/responses", body)
+    assert first.status_code == 200
+    found = re.search(rb'"id":"resp_(\d+)"', first.content)
+    assert found is not None
+    number = found.group(1).decode()
+    reasoning = {"type": "reasoning", "id": f"rs_{number}", "summary": []}
+    message = {
+        "type": "message",
+        "id": f"msg_{number}",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": "ok"}],
+    }
+    reference = {"type": "item_reference", "id": f"msg_{number}"}
+    forwarded = proxy.forwarded()
+    next_turn = [reasoning, message, reference, {"role": "user", "content": "and then?"}]
+    answer = post(proxy, "/v1/responses", {"model": "gpt-4o", "input": next_turn})
+    assert answer.status_code == 200, answer.text
+    assert proxy.forwarded() == forwarded + 1
+    for item in (reasoning, message, reference):
+        answer = post(proxy, "/v1/responses", {"model": "gpt-4o", "input": [item]}, key=KEY_B)
+        assert answer.status_code == 404
+        assert assert_openai_error(404, answer.headers, answer.content)["code"] == (
+            "object_not_found"
+        )
+    assert proxy.forwarded() == forwarded + 1
+
+
+def test_the_clients_own_data_names_no_object(proxy: Proxy) -> None:
+    """Ids in a request's ``metadata`` or a tool call's ``input`` are the client's labels,
+    which no upstream looks up: they are forwarded, not answered 404."""
+    forwarded = proxy.forwarded()
+    tagged = {
+        "model": "gpt-4o",
+        "input": "hello",
+        "metadata": {"conversation_id": "ticket-7", "thread_id": "slack-42"},
+    }
+    assert post(proxy, "/v1/responses", tagged).status_code == 200
+    tool_turn = {
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "user", "content": "read it"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "read", "arguments": '{"file_id": "local-1"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "its text"},
+        ],
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "read",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"file_id": {"type": "string", "examples": ["a-1"]}},
+                    },
+                },
+            }
+        ],
+        "metadata": {"file_id": "local-1"},
+    }
+    assert post(proxy, "/v1/chat/completions", tool_turn).status_code == 200
+    assert proxy.forwarded() == forwarded + 2
 
 
 def test_a_key_named_twice_is_refused_before_the_upstream(proxy: Proxy) -> None:

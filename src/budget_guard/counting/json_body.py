@@ -127,6 +127,8 @@ class JsonBody:
     def string(self, path: PathKey) -> Sink | None:
         if path == ("id",):
             return ShortValue(_MAX_ID_CHARS, self._collector.note_response_id)
+        if _names_an_item(path):
+            return ShortValue(_MAX_ID_CHARS, self._collector.note_item_id)
         if is_type_field(path):
             return ShortValue(_MAX_TYPE_CHARS, lambda kind: self._typed(path[:-1], kind))
         rule = text_rule(path)
@@ -178,6 +180,16 @@ class JsonBody:
             return
         if isinstance(usage, dict):
             self._collector.usage.merge(usage, final=True)
+
+
+def _names_an_item(path: PathKey) -> bool:
+    """An output item's id or its code interpreter's container, or a Chat audio answer's."""
+    match path:
+        case ("output", int(), "id" | "container_id"):
+            return True
+        case ("choices", int(), "message", "audio", "id"):
+            return True
+    return False
 
 
 class _Text:

@@ -120,7 +120,7 @@ OTHER_READ_KEYS = frozenset({"n"})
 how many outputs it asks for."""
 
 # Maps from the client's own names to schemas: the names are free, the schemas are read.
-_NAME_MAPS = frozenset(
+NAME_MAPS = frozenset(
     {
         "$defs",
         "definitions",
@@ -133,7 +133,7 @@ _NAME_MAPS = frozenset(
 )
 # Values that are data, not API fields: nothing in them is read as a field. (``x-`` keys, a
 # schema's extensions, too.)
-_OPAQUE = frozenset(
+OPAQUE = frozenset(
     {
         "attributes",  # a file search result's, replayed in a Responses input
         "const",
@@ -151,16 +151,18 @@ _OPAQUE = frozenset(
 )
 # The same when an object: a tool call's arguments or input (Responses' ``input`` is a list of
 # items, read like messages).
-_OPAQUE_OBJECTS = frozenset({"arguments", "input"})
+OPAQUE_OBJECTS = frozenset({"arguments", "input"})
 
 # What the full case folding below does not do: the dotted and dotless i, as Go's ToLower and
 # .NET's upper-casing read them, and the separators encoding/json/v2 ignores.
 _FOLDS = str.maketrans({"\u0130": "i", "\u0131": "i", "_": None, "-": None})
 _ASCII_FOLDS = str.maketrans("", "", "_-")
 # Raw characters no ASCII-only scan sees that some parser reads as ASCII letters: the Kelvin
-# sign, the long s, both i's, and the Latin ligatures (U+FB00-FB06).
+# sign, the long s, both i's, both sharp s's (full case folding: "ss"), and the Latin
+# ligatures (U+FB00-FB06). (A test checks every code point that ``fold`` turns into ASCII.)
 _FOLDING = re.compile(
-    b"|".join(re.escape(c.encode()) for c in "\u212a\u017f\u0130\u0131") + rb"|\xef\xac[\x80-\x86]"
+    b"|".join(re.escape(c.encode()) for c in "\u212a\u017f\u0130\u0131\u00df\u1e9e")
+    + rb"|\xef\xac[\x80-\x86]"
 )
 
 
@@ -271,13 +273,13 @@ def _first_variant(document: dict[str, Any]) -> tuple[str, str, str] | None:
                     if read is not None:
                         return key, read, _Place(place, key).path()
                     if (
-                        key in _OPAQUE
+                        key in OPAQUE
                         or key.startswith("x-")
-                        or (key in _OPAQUE_OBJECTS and isinstance(value, dict))
+                        or (key in OPAQUE_OBJECTS and isinstance(value, dict))
                     ):
                         continue
                 if isinstance(value, dict | list):
-                    inner = not names and key in _NAME_MAPS
+                    inner = not names and key in NAME_MAPS
                     pending.append((value, _Place(place, key), inner))
         else:
             for index, item in enumerate(node):

@@ -22,6 +22,7 @@ from budget_guard.counting.output_shapes import collect_event
 _MAX_USAGE_CHARS = 64 * 1024
 _MAX_TYPE_CHARS = 64
 _OBJECTS = ("response", "message")  # what an event carries its created object's usage in
+_ID_HOLDERS = (*_OBJECTS, "item")  # and its id, or an output item's (an image's, say)
 
 
 class LargeEventReader:
@@ -51,7 +52,7 @@ class LargeEventReader:
             collect_event(self._collector, self._event())
 
     def container(self, path: PathKey, is_object: bool) -> str | Sink:
-        if path == () or (len(path) == 1 and path[0] in _OBJECTS):
+        if path == () or (len(path) == 1 and path[0] in _ID_HOLDERS):
             return WALK
         if path in (("usage",), ("response", "usage"), ("message", "usage")):
             return ShortValue(_MAX_USAGE_CHARS, lambda raw: self._keep(path, raw))
@@ -60,7 +61,7 @@ class LargeEventReader:
     def string(self, path: PathKey) -> Sink | None:
         if path == ("type",):
             return ShortValue(_MAX_TYPE_CHARS, lambda text: self._keep(path, text))
-        if path == ("id",) or (len(path) == 2 and path[0] in _OBJECTS and path[1] == "id"):
+        if path == ("id",) or (len(path) == 2 and path[0] in _ID_HOLDERS and path[1] == "id"):
             return ShortValue(MAX_RESPONSE_ID_CHARS, lambda text: self._keep(path, text))
         return None
 

@@ -90,6 +90,16 @@ class ResponseMeter:
         self._close_reader()
         return collector.response_id
 
+    @property
+    def item_ids(self) -> tuple[str, ...]:
+        """The ids of the output items this response produced (a Responses answer's), which
+        are the company's as the response is. Asked for once the body has ended."""
+        collector = self._collector
+        if collector is None:
+            return ()
+        self._close_reader()
+        return tuple(collector.item_ids)
+
     def finish(self) -> TokenUsage:
         if self._result is None:
             try:

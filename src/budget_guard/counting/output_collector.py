@@ -16,6 +16,9 @@ from budget_guard.counting.usage import UsageReport
 
 _FOLD_CHARS = 1 << 20
 MAX_RESPONSE_ID_CHARS = 256
+MAX_ITEM_IDS = 1024
+"""Output items remembered per response: more than any real answer makes (past it the rest
+are not remembered, which only denies the company its own items later: never a leak)."""
 
 
 class OutputCollector:
@@ -26,6 +29,7 @@ class OutputCollector:
         "_load_encoding",
         "_pieces",
         "ended",
+        "item_ids",
         "response_id",
         "usage",
     )
@@ -43,6 +47,9 @@ class OutputCollector:
         # The id of the object the response created (``chatcmpl-…``, ``resp_…``, ``msg_…``):
         # which company created which upstream object. None when the response names none.
         self.response_id: str | None = None
+        # The ids of the items a Responses answer produced (``rs_…``, ``msg_…``, ``fc_…``):
+        # a later request may send them back as input, and the upstream looks them up.
+        self.item_ids: dict[str, None] = {}
 
     def note_response_id(self, value: object) -> None:
         """Keep the first id seen, if it is a string of at most ``MAX_RESPONSE_ID_CHARS``."""
@@ -52,6 +59,15 @@ class OutputCollector:
             and 0 < len(value) <= MAX_RESPONSE_ID_CHARS
         ):
             self.response_id = value
+
+    def note_item_id(self, value: object) -> None:
+        """Keep an output item's id (in order, once), within ``MAX_ITEM_IDS``."""
+        if (
+            isinstance(value, str)
+            and 0 < len(value) <= MAX_RESPONSE_ID_CHARS
+            and len(self.item_ids) < MAX_ITEM_IDS
+        ):
+            self.item_ids[value] = None
 
     def add_text(self, key: Hashable, text: object) -> None:
         if not isinstance(text, str) or not text:

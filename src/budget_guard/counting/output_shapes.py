@@ -40,6 +40,8 @@ def _add_message(collector: OutputCollector, index: int, message: object) -> Non
                         )
         elif field == "function_call":
             _add_call(collector, (index, "function_call"), value)
+        elif field == "audio" and isinstance(value, dict):  # replayed later by its id
+            collector.note_item_id(value.get("id"))
 
 
 # The refusal, and the reasoning text some OpenAI-compatible servers (vLLM, DeepSeek,
@@ -108,13 +110,28 @@ def _add_responses_event(collector: OutputCollector, kind: str, event: dict[str,
         collector.add_text(("sum", output_index, event.get("summary_index")), event.get("delta"))
     elif kind == "response.output_item.added":
         item = event.get("item")
-        if isinstance(item, dict) and item.get("type") in ("function_call", "custom_tool_call"):
-            collector.add_text(("out", output_index, "name"), item.get("name"))
+        if isinstance(item, dict):
+            collector.note_item_id(item.get("id"))
+            collector.note_item_id(item.get("container_id"))
+            if item.get("type") in ("function_call", "custom_tool_call"):
+                collector.add_text(("out", output_index, "name"), item.get("name"))
+    elif kind == "response.output_item.done":
+        item = event.get("item")
+        if isinstance(item, dict):
+            collector.note_item_id(item.get("id"))
+            collector.note_item_id(item.get("container_id"))
     elif kind in ("response.completed", "response.incomplete", "response.failed"):
         collector.ended = True
-        usage = response.get("usage") if isinstance(response, dict) else None
-        if isinstance(usage, dict):
-            collector.usage.merge(usage, final=True)
+        if isinstance(response, dict):
+            usage = response.get("usage")
+            if isinstance(usage, dict):
+                collector.usage.merge(usage, final=True)
+            output = response.get("output")
+            if isinstance(output, list):
+                for item in output:
+                    if isinstance(item, dict):
+                        collector.note_item_id(item.get("id"))
+                        collector.note_item_id(item.get("container_id"))
 
 
 def _add_anthropic_event(collector: OutputCollector, kind: str, event: dict[str, Any]) -> bool:

@@ -2,11 +2,13 @@ r"""Upstream objects a request body points at, which must be the calling company
 
 A chat or a response can pull a stored object into its context: ``previous_response_id``
 continues another conversation, a ``file_id`` content part reads a file, ``vector_store_ids``
-searches a store, an ``item_reference`` replays a stored item. Under the operator's one
-upstream key every company's objects are reachable that way, so the guard collects every
-such reference (from the parsed body, so escaped keys such as ``"file_i\u0064"`` are seen as
-the upstream sees them) and forwards the request only when each one is an object the company
-created through the guard.
+searches a store, an ``item_reference`` replays a stored item, and so does a Responses input
+item that carries its ``id`` (the upstream loads a stored reasoning item by it). Under the
+operator's one upstream key every company's objects are reachable that way, so the guard
+collects every such reference (from the parsed body, so escaped keys such as
+``"file_i\u0064"`` are seen as the upstream sees them) and forwards the request only when
+each one is an object the company created through the guard (or one of the items a response
+it created produced).
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import re
 from typing import Any
 
 from budget_guard.counting.errors import InvalidRequestBody
-from budget_guard.counting.key_case import fold, may_fold
+from budget_guard.counting.key_case import NAME_MAPS as _NAME_MAPS
+from budget_guard.counting.key_case import OPAQUE, OPAQUE_OBJECTS, fold, may_fold
 
 # Keys whose string value (or list of strings) names an upstream object.
 _REFERENCE_KEYS = frozenset(
     {
+        "approval_request_id",  # an MCP approval answers a stored request item
         "assistant_id",
         "container",
         "container_id",
@@ -32,6 +36,8 @@ _REFERENCE_KEYS = frozenset(
         "response_id",
         "skill_id",
         "thread_id",
+        "training_file",  # a fine-tuning job's
+        "validation_file",
         "vector_store_id",
         "vector_store_ids",
     }
@@ -44,13 +50,28 @@ _BY_FOLD = frozenset(fold(key) for key in _REFERENCE_KEYS)
 # \u escape (JSON has no other escape that yields a letter, "_" or "-") or a character some
 # parser folds into a letter, so a body with either is always walked.
 _MAYBE = re.compile(
-    rb'"(?:assistantid|container(?:id)?|conversation(?:id)?|fileids?|inputfileid|'
-    rb'previousresponseid|responseid|skillid|threadid|vectorstoreids?|itemreference)"'
+    rb'"(?:approvalrequestid|assistantid|audio|container(?:id)?|conversation(?:id)?|fileids?|inputfileid|'
+    rb"previousresponseid|responseid|skillid|threadid|trainingfile|validationfile|"
+    rb'vectorstoreids?|itemreference|id)"'
 )
 _SEPARATORS = b"_-"
-MAX_REFERENCES = 64
-"""More references than any real request carries; past it the request is refused, so one
-request cannot make the guard look up an unbounded number of objects."""
+MAX_REFERENCES = 4096
+"""More references than any real request carries (a long agent conversation sent back item
+by item holds a few hundred); past it the request is refused, so one request cannot make the
+guard look up an unbounded number of objects. They are looked up in one store call."""
+# The client's own data, whose keys no API reads as fields (as ``key_case`` skips them), but
+# for a prompt template's ``variables``, whose values can be files the upstream reads.
+_DATA = OPAQUE - {"variables"}
+# The same when an object: a tool call's input or arguments (a Responses ``input`` is a list).
+_DATA_OBJECTS = OPAQUE_OBJECTS
+# Objects that name an object by their ``id``: an input item replayed by reference, an eval
+# run's data source read from a file.
+_BY_ID = frozenset({"item_reference", "file_id"})
+# Keys whose object names an object by its ``id``: a Chat assistant message's ``audio``, a
+# previous audio answer the upstream replays.
+_ID_HOLDERS = frozenset({"audio"})
+# Top-level lists of items the upstream may look up by their ``id``.
+_ITEM_LISTS = frozenset({"input", "items"})
 
 
 class TooManyReferences(InvalidRequestBody):
@@ -68,14 +89,23 @@ def may_refer(body: bytes) -> bool:
 def object_references(data: object) -> tuple[str, ...]:
     """The object ids a parsed body refers to, in order, without repeats. Keys are matched
     as loosely as some upstream reads them: an id it may read is checked however it is
-    named."""
+    named. What is the client's own data (``metadata``, a tool call's ``input``, a schema's
+    ``default``...) names no object: no upstream looks ids up there, and a company's
+    ``{"metadata": {"conversation_id": "ticket-7"}}`` is not another company's object."""
     found: dict[str, None] = {}
-    stack: list[Any] = [data]
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    top = True
     while stack:  # iterative: no input reaches a RecursionError
-        value = stack.pop()
+        value, names = stack.pop()
         if isinstance(value, dict):
             reference_item = False
             for key, item in value.items():
+                if names:  # the client's own names (a schema's properties): never a field
+                    if isinstance(item, dict | list):
+                        stack.append((item, False))
+                    continue
+                if key in _DATA or key.startswith("x-"):
+                    continue
                 if key in _REFERENCE_KEYS:
                     _collect(item, found)
                     name = key
@@ -83,17 +113,34 @@ def object_references(data: object) -> tuple[str, ...]:
                     name = fold(key)
                     if name in _BY_FOLD:
                         _collect(item, found)
-                if name == "type" and item == "item_reference":
+                if name == "type" and type(item) is str and item in _BY_ID:
                     reference_item = True
-                if isinstance(item, dict | list):
-                    stack.append(item)
+                elif name in _ID_HOLDERS and isinstance(item, dict):
+                    _collect_ids(item, found)
+                elif top and name in _ITEM_LISTS and isinstance(item, list):
+                    _collect_item_ids(item, found)
+                if isinstance(item, dict):
+                    if key not in _DATA_OBJECTS:
+                        stack.append((item, key in _NAME_MAPS))
+                elif isinstance(item, list):
+                    stack.append((item, False))
             if reference_item:
                 _collect_ids(value, found)
         elif isinstance(value, list):
-            stack.extend(item for item in value if isinstance(item, dict | list))
+            stack.extend((item, False) for item in value if isinstance(item, dict | list))
+        top = False
         if len(found) > MAX_REFERENCES:
             raise TooManyReferences
     return tuple(found)
+
+
+def _collect_item_ids(items: list[Any], found: dict[str, None]) -> None:
+    """A Responses ``input`` item (or a conversation's ``items``) carrying an ``id`` is
+    looked up by it: the upstream loads a stored reasoning item, or refuses one it never
+    stored. So an echoed item's id names an object like ``item_reference`` does."""
+    for item in items:
+        if isinstance(item, dict):
+            _collect_ids(item, found)
 
 
 def _collect(value: object, found: dict[str, None]) -> None:

@@ -41,7 +41,7 @@ def container_action(path: PathKey) -> str:
             return WALK
         case ("choices", int()) | ("choices", int(), "message"):
             return WALK
-        case ("choices", int(), "message", "content" | "tool_calls" | "function_call"):
+        case ("choices", int(), "message", "content" | "tool_calls" | "function_call" | "audio"):
             return WALK
         case ("choices", int(), "message", "content" | "tool_calls", int()):
             return WALK

@@ -43,6 +43,8 @@ def collect_whole_body(collector: OutputCollector, body: object) -> None:
     if isinstance(output, list):
         for index, item in enumerate(output):
             if isinstance(item, dict):
+                collector.note_item_id(item.get("id"))
+                collector.note_item_id(item.get("container_id"))  # a code interpreter's
                 _add_output_item(collector, index, item)
     content = body.get("content")
     if isinstance(content, list) and body.get("type") == "message":
@@ -56,6 +58,9 @@ def _add_choice(collector: OutputCollector, index: int, choice: dict[str, Any]) 
     message = choice.get("message")
     if not isinstance(message, dict):
         return
+    audio = message.get("audio")
+    if isinstance(audio, dict):  # an audio answer, which a later turn replays by its id
+        collector.note_item_id(audio.get("id"))
     content = message.get("content")
     if isinstance(content, list):
         for part_index, part in enumerate(content):

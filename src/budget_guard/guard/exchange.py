@@ -305,10 +305,15 @@ class GuardedExchange:
         tokens, source = charge(
             self.route, self.request, self._meter, self._status, self._guard.ledger.weights
         )
-        created = None
+        created: tuple[str, ...] = ()
         meter = self._meter
-        if self.route.creates and meter is not None and 200 <= self._status < 300:
-            created = meter.response_id
+        if meter is not None and 200 <= self._status < 300:
+            # What the answer produced (a Responses item, a Chat audio answer) and, on a
+            # route that creates one, the response: a later request may name any of them.
+            created = meter.item_ids
+            response_id = meter.response_id if self.route.creates else None
+            if response_id is not None:
+                created = (response_id, *created)
         kinds = breakdown_of(self.route, self.request, meter, source) if tokens else None
         # Shielded: a cancelled request (abandoned past its deadline) still gets recorded.
         # The deadline's cancel is asyncio's own, which goes through an anyio shield: it is

@@ -53,7 +53,7 @@ from budget_guard.guard.settings import GuardSettings
 from budget_guard.guard.stream_usage import ASKS_FOR_USAGE, ask_for_usage
 from budget_guard.proxy.openai_errors import send_openai_error
 from budget_guard.stores import Dedupe, Reservation, StoreError, StoreFull, StoreUnavailable
-from budget_guard.stores.base import Breakdown, settle_dedupe
+from budget_guard.stores.base import Breakdown, is_object_id, settle_dedupe
 
 log = logging.getLogger("budget_guard.guard")
 
@@ -256,25 +256,36 @@ class BudgetGuardMiddleware:
         the company created through the guard. Anything else is answered as not found: the
         guard tells no company whether another company's object exists."""
         ids = match.object_ids + request.references
+        if not ids:
+            return True
+        # Not an id the guard could ever have remembered: nobody's (and not asked about).
+        keyed = [object_id for object_id in ids if is_object_id(object_id)]
+        found: dict[str, uuid.UUID | None] = {}
+        try:
+            # A store call per OWNER_LOOKUP_BATCH ids, stopping at the first batch with one
+            # that is not the company's: a body of thousands of made-up ids (refused, and
+            # never charged) costs one batch, not thousands of lookups.
+            for start in range(0, len(keyed), OWNER_LOOKUP_BATCH):
+                batch = keyed[start : start + OWNER_LOOKUP_BATCH]
+                owners = await self.ledger.object_owners(batch)
+                found.update(zip(batch, owners, strict=True))
+                if any(owner != company for owner in owners):
+                    break
+        except StoreError as exc:
+            # Unverifiable is refused whatever on_store_error says: serving it could hand one
+            # company another's object.
+            self.events.store_failed("object_owner")
+            self.events.rejected(company, "store_unavailable")
+            self.outage_log.log(
+                logging.ERROR,
+                "owner",
+                "usage store unavailable, cannot check an object's owner: %s",
+                exc,
+            )
+            await _send_store_unavailable(send)
+            return False
         for object_id in ids:
-            try:
-                owner = await self.ledger.object_owner(object_id)
-            except ValueError:  # not an id the guard could ever have remembered: nobody's
-                owner = None
-            except StoreError as exc:
-                # Unverifiable is refused whatever on_store_error says: serving it could
-                # hand one company another's object.
-                self.events.store_failed("object_owner")
-                self.events.rejected(company, "store_unavailable")
-                self.outage_log.log(
-                    logging.ERROR,
-                    "owner",
-                    "usage store unavailable, cannot check an object's owner: %s",
-                    exc,
-                )
-                await _send_store_unavailable(send)
-                return False
-            if owner != company:
+            if found.get(object_id) != company:
                 self.events.rejected(company, "not_found")
                 await send_openai_error(
                     send,
@@ -519,14 +530,14 @@ class BudgetGuardMiddleware:
         exchange: GuardedExchange,
         tokens: int,
         source: str,
-        created: str | None,
+        created: tuple[str, ...],
         breakdown: Breakdown | None = None,
     ) -> None:
         """Write what ``exchange`` cost (once, shielded, by the exchange itself), and the
-        object it created as the company's; a store outage journals the usage for replay."""
+        objects it created as the company's; a store outage journals the usage for replay."""
         company, reservation = exchange.company, exchange.reservation
-        if created is not None:
-            await self._remember_object(company, created)
+        if created:
+            await self._remember_objects(company, created)
         dedupe: Dedupe | None = None
         try:
             if reservation is not None:
@@ -559,13 +570,21 @@ class BudgetGuardMiddleware:
             self.events.store_failed("record")
             log.error("usage for company %s could not be recorded: %s", company, exc)
 
-    async def _remember_object(self, company: uuid.UUID, object_id: str) -> None:
+    async def _remember_objects(self, company: uuid.UUID, created: tuple[str, ...]) -> None:
+        """One store call for the response and its items. An id the store could not key
+        (the upstream's to choose) is left out: forgetting one only denies the company its
+        own object later, never a leak."""
+        object_ids = [object_id for object_id in created if is_object_id(object_id)]
         try:
-            await self.ledger.remember_object(company, object_id, self.settings.object_seconds)
+            await self.ledger.remember_objects(company, object_ids, self.settings.object_seconds)
         except (StoreError, ValueError) as exc:
-            # Forgetting it only denies the company its own object later: never a leak.
             self.events.store_failed("remember_object")
-            log.warning("the object company %s created could not be remembered: %s", company, exc)
+            log.warning("the objects company %s created could not be remembered: %s", company, exc)
+
+
+OWNER_LOOKUP_BATCH = 64
+"""Ids looked up per store call when a request names objects (a long conversation sent back
+item by item names hundreds)."""
 
 
 async def _send_store_unavailable(send: Send) -> None:
