@@ -61,6 +61,10 @@ async def test_ownership_calls_on_a_redis_that_is_gone_are_store_unavailable() -
             await store.remember_object(uuid.uuid4(), "file-1", 60)
         with pytest.raises(StoreUnavailable):
             await store.object_owner("file-1")
+        with pytest.raises(StoreUnavailable):  # the batch forms too
+            await store.remember_objects(uuid.uuid4(), ["file-1", "file-2"], 60)
+        with pytest.raises(StoreUnavailable):
+            await store.object_owners(["file-1", "file-2"])
     finally:
         await store.aclose()
 
@@ -75,8 +79,13 @@ async def test_an_unexpected_client_error_in_an_ownership_call_is_store_unavaila
             raise AttributeError("'NoneType' object has no attribute 'writelines'")
 
         store.client.get = broken  # type: ignore[method-assign]
+        store.client.pipeline = broken  # type: ignore[method-assign]  # the batch forms'
         with pytest.raises(StoreUnavailable, match="AttributeError"):
             await store.object_owner("file-1")
+        with pytest.raises(StoreUnavailable, match="AttributeError"):
+            await store.object_owners(["file-1", "file-2"])
+        with pytest.raises(StoreUnavailable, match="AttributeError"):
+            await store.remember_objects(uuid.uuid4(), ["file-1", "file-2"], 60)
     finally:
         await store.aclose()
 
@@ -99,35 +108,6 @@ async def test_a_batch_of_objects_is_one_key_each_in_its_own_slot_with_its_ttl(
         ]
         await raw.set(f"{prefix}obj:{{file-odd}}", "not a company")
         assert await store.object_owners(["file-odd", "resp_def"]) == [None, owner]
-    finally:
-        await store.aclose()
-
-
-async def test_batch_ownership_calls_on_a_redis_that_is_gone_are_store_unavailable() -> None:
-    store = RedisStore.from_url("redis://127.0.0.1:1/0", Window(30), connect_timeout=0.2)
-    try:
-        with pytest.raises(StoreUnavailable):
-            await store.remember_objects(uuid.uuid4(), ["file-1", "file-2"], 60)
-        with pytest.raises(StoreUnavailable):
-            await store.object_owners(["file-1", "file-2"])
-    finally:
-        await store.aclose()
-
-
-async def test_an_unexpected_client_error_in_a_batch_ownership_call_is_store_unavailable(
-    redis_url: str,
-) -> None:
-    store = RedisStore.from_url(redis_url, Window(30), prefix=f"t{uuid.uuid4().hex[:6]}:")
-    try:
-
-        def broken(*args: Any, **kwargs: Any) -> Any:
-            raise AttributeError("'NoneType' object has no attribute 'writelines'")
-
-        store.client.pipeline = broken  # type: ignore[method-assign]
-        with pytest.raises(StoreUnavailable, match="AttributeError"):
-            await store.object_owners(["file-1", "file-2"])
-        with pytest.raises(StoreUnavailable, match="AttributeError"):
-            await store.remember_objects(uuid.uuid4(), ["file-1", "file-2"], 60)
     finally:
         await store.aclose()
 
