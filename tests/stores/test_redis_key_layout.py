@@ -78,8 +78,11 @@ async def test_an_unexpected_client_error_in_an_ownership_call_is_store_unavaila
         async def broken(*args: Any, **kwargs: Any) -> Any:
             raise AttributeError("'NoneType' object has no attribute 'writelines'")
 
+        def broken_pipeline(*args: Any, **kwargs: Any) -> Any:  # the batch forms'
+            raise AttributeError("'NoneType' object has no attribute 'writelines'")
+
         store.client.get = broken  # type: ignore[method-assign]
-        store.client.pipeline = broken  # type: ignore[method-assign]  # the batch forms'
+        store.client.pipeline = broken_pipeline  # type: ignore[method-assign]
         with pytest.raises(StoreUnavailable, match="AttributeError"):
             await store.object_owner("file-1")
         with pytest.raises(StoreUnavailable, match="AttributeError"):
