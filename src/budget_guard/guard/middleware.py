@@ -59,6 +59,9 @@ log = logging.getLogger("budget_guard.guard")
 
 SNAPSHOT_CACHE_SIZE = 10_000
 """Companies whose latest snapshot one process keeps (``guard.snapshot_cache_seconds``)."""
+OWNER_LOOKUP_BATCH = 64
+"""Ids looked up per store call when a request names objects (a long conversation sent back
+item by item names hundreds)."""
 
 
 class BudgetGuardMiddleware:
@@ -580,11 +583,6 @@ class BudgetGuardMiddleware:
         except (StoreError, ValueError) as exc:
             self.events.store_failed("remember_object")
             log.warning("the objects company %s created could not be remembered: %s", company, exc)
-
-
-OWNER_LOOKUP_BATCH = 64
-"""Ids looked up per store call when a request names objects (a long conversation sent back
-item by item names hundreds)."""
 
 
 async def _send_store_unavailable(send: Send) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 from uuid import UUID
 
 from budget_guard.events import GuardEvents
@@ -57,7 +56,7 @@ class FanOutEvents(GuardEvents):
         for call in self._upstream_answered:
             call(status, seconds)
 
-    def watch_journal(self, journal: Any) -> None:
+    def watch_journal(self, journal: object) -> None:
         """Hands the middleware's fail-open journal to every observer that reports on it."""
         for observer in self.observers:
             watch = getattr(observer, "watch_journal", None)

@@ -17,7 +17,6 @@ sums them all (prometheus_client's multiprocess mode), so any worker answers for
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from time import perf_counter
 from typing import Any, TypeVar
@@ -310,7 +309,7 @@ class InstrumentedStore:
         return getattr(self.inner, name)
 
     async def _timed(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
-        started = time.perf_counter()
+        started = perf_counter()
         error: str | None = None
         try:
             return await call()
@@ -318,7 +317,7 @@ class InstrumentedStore:
             error = type(exc).__name__
             raise
         finally:
-            self._metrics.observe_store(operation, time.perf_counter() - started, error)
+            self._metrics.observe_store(operation, perf_counter() - started, error)
 
     def _failed(self, operation: str, error: StoreError) -> None:
         self._metrics.observe_store_error(operation, type(error).__name__)
