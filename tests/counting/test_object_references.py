@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
+from budget_guard.counting import TokenCounter
+from budget_guard.counting.errors import InvalidRequestBody
 from budget_guard.counting.references import (
     MAX_REFERENCES,
     TooManyReferences,
@@ -206,3 +208,14 @@ def test_a_type_that_is_not_a_string_is_no_reference() -> None:
         "x": {"type": {"item_reference": 1}, "id": "nothing"},
     }
     assert _refs(body) == ()
+
+
+def test_a_client_chosen_response_id_is_refused(counter: TokenCounter) -> None:
+    """vLLM stores a response under a ``request_id`` the client picks, replacing what was
+    there: another company's conversation. OpenAI has no such field; the guard refuses it,
+    and a variant some upstream would read as it."""
+    for key in ("request_id", "requestId", "Request_Id"):
+        body = orjson.dumps({"model": "gpt-4o", "input": "hi", key: "resp_someone"})
+        with pytest.raises(InvalidRequestBody) as refused:
+            counter.count_request("/v1/responses", body)
+        assert refused.value.param == key

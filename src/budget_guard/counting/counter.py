@@ -296,6 +296,13 @@ def _shaped(
     count: Callable[[], int] | None = None,
     bound: int | None = None,
 ) -> RequestTokens:
+    if kind == routes.RESPONSES and "request_id" in data:
+        # vLLM makes it the stored response's id, replacing what is stored under it: one
+        # company could overwrite another's conversation. OpenAI has no such field.
+        raise InvalidRequestBody(
+            "The guard forwards no client-chosen response id: remove 'request_id'.",
+            "request_id",
+        )
     stream = kind != routes.EMBEDDINGS and bool(get_bool(data, "stream"))
     max_output_tokens = None
     for field in _OUTPUT_CAP_FIELDS[kind]:

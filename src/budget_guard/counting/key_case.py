@@ -71,6 +71,7 @@ READ_KEYS = frozenset(
         "prompt",
         "properties",
         "refusal",
+        "request_id",
         "role",
         "source",
         "stream",
