@@ -426,7 +426,7 @@ def test_the_ids_of_a_responses_answers_items_are_found_walked_or_whole() -> Non
             assert recorder.response_id == "resp_1"
 
 
-def test_the_id_of_a_chat_audio_answer_and_a_code_interpreters_container_are_found() -> None:
+def test_an_audio_answer_and_a_code_execution_container_are_found() -> None:
     """A later turn replays the audio by its id, and a replayed code interpreter call names
     its container: both are the company's, walked or whole."""
     chat = {
@@ -439,7 +439,17 @@ def test_the_id_of_a_chat_audio_answer_and_a_code_interpreters_container_are_fou
         "id": "resp_1",
         "output": [{"type": "code_interpreter_call", "id": "ci_1", "container_id": "cntr_1"}],
     }
-    for body, ids in ((chat, ["audio_1"]), (responses, ["ci_1", "cntr_1"])):
+    anthropic = {
+        "id": "msg_01",
+        "type": "message",
+        "content": [{"type": "text", "text": "done"}],
+        "container": {"id": "container_1", "expires_at": "2026-12-02T00:00:00Z"},
+    }
+    for body, ids in (
+        (chat, ["audio_1"]),
+        (responses, ["ci_1", "cntr_1"]),
+        (anthropic, ["container_1"]),
+    ):
         raw = orjson.dumps(body)
         for whole_body_bytes in (WHOLE_BODY_BYTES, WALKED):
             assert list(read(raw, [5], whole_body_bytes).item_ids) == ids

@@ -326,3 +326,20 @@ def test_a_chat_stream_names_its_audio_answer(counter: TokenCounter) -> None:
     meter = counter.meter(RequestTokens("chat", "gpt-4o", 5, True, None), "text/event-stream")
     meter.feed(stream + b"data: [DONE]\n\n")
     assert meter.item_ids == ("audio_1",)
+
+
+def test_an_anthropic_stream_names_its_code_execution_container(counter: TokenCounter) -> None:
+    events = [
+        {"type": "message_start", "message": {"id": "msg_01", "container": None, "usage": {}}},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "container": {"id": "container_1"}},
+            "usage": {"output_tokens": 3},
+        },
+        {"type": "message_stop"},
+    ]
+    stream = b"".join(b"data: " + orjson.dumps(event) + b"\n\n" for event in events)
+    request = RequestTokens("messages", "claude-sonnet-4-5", 5, True, None)
+    meter = counter.meter(request, "text/event-stream")
+    meter.feed(stream)
+    assert meter.item_ids == ("container_1",)

@@ -183,11 +183,12 @@ class JsonBody:
 
 
 def _names_an_item(path: PathKey) -> bool:
-    """An output item's id or its code interpreter's container, or a Chat audio answer's."""
+    """An output item's id or its code interpreter's container, a Chat audio answer's id, an
+    Anthropic answer's code-execution container."""
     match path:
         case ("output", int(), "id" | "container_id"):
             return True
-        case ("choices", int(), "message", "audio", "id"):
+        case ("choices", int(), "message", "audio", "id") | ("container", "id"):
             return True
     return False
 

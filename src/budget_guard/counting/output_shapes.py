@@ -155,6 +155,7 @@ def _add_anthropic_event(collector: OutputCollector, kind: str, event: dict[str,
         if not isinstance(message, dict):
             return True
         collector.note_response_id(message.get("id"))
+        note_container(collector, message)
         usage = message.get("usage")
         if isinstance(usage, dict):
             collector.usage.merge(usage, final=False)
@@ -163,8 +164,19 @@ def _add_anthropic_event(collector: OutputCollector, kind: str, event: dict[str,
         usage = event.get("usage")
         if isinstance(usage, dict):
             collector.usage.merge(usage, final=True)
+        delta = event.get("delta")
+        if isinstance(delta, dict):
+            note_container(collector, delta)
         return True
     if kind == "message_stop":
         collector.ended = True
         return True
     return kind in ("content_block_stop", "ping", "error")
+
+
+def note_container(collector: OutputCollector, message: dict[str, Any]) -> None:
+    """An Anthropic answer's code-execution ``container``, which a later request names to
+    go on in it: the company's, as the answer is."""
+    container = message.get("container")
+    if isinstance(container, dict):
+        collector.note_item_id(container.get("id"))

@@ -37,6 +37,8 @@ def container_action(path: PathKey) -> str:
             return WALK
         case ("usage",):
             return USAGE
+        case ("container",):  # an Anthropic answer's, for its id
+            return WALK
         case ("choices" | "output" | "content",):
             return WALK
         case ("choices", int()) | ("choices", int(), "message"):

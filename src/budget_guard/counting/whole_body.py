@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from budget_guard.counting.output_collector import OutputCollector
+from budget_guard.counting.output_shapes import note_container
 
 _MESSAGE_FIELDS = ("refusal", "reasoning_content", "reasoning")
 _ARGUMENTS = ("arguments", "input")
@@ -46,6 +47,7 @@ def collect_whole_body(collector: OutputCollector, body: object) -> None:
                 collector.note_item_id(item.get("id"))
                 collector.note_item_id(item.get("container_id"))  # a code interpreter's
                 _add_output_item(collector, index, item)
+    note_container(collector, body)  # an Anthropic answer's code-execution container
     content = body.get("content")
     if isinstance(content, list) and body.get("type") == "message":
         for index, block in enumerate(content):
