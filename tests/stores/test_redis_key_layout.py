@@ -22,21 +22,6 @@ async def raw(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
-async def test_an_object_is_one_key_in_its_own_slot_with_its_ttl(
-    redis_url: str, raw: aioredis.Redis
-) -> None:
-    prefix = f"t{uuid.uuid4().hex[:6]}:"
-    store = RedisStore.from_url(redis_url, Window(30), prefix=prefix)
-    owner = uuid.uuid4()
-    try:
-        await store.remember_object(owner, "file-abc", 3600)
-        key = f"{prefix}obj:{{file-abc}}"
-        assert await raw.get(key) == owner.hex
-        assert 3_590_000 < await raw.pttl(key) <= 3_600_000
-    finally:
-        await store.aclose()
-
-
 async def test_only_caller_chosen_keys_are_listed_and_the_list_expires(
     redis_url: str, raw: aioredis.Redis
 ) -> None:
@@ -93,20 +78,23 @@ async def test_an_unexpected_client_error_in_an_ownership_call_is_store_unavaila
         await store.aclose()
 
 
-async def test_a_batch_of_objects_is_one_key_each_in_its_own_slot_with_its_ttl(
+async def test_an_object_is_one_key_in_its_own_slot_with_its_ttl(
     redis_url: str, raw: aioredis.Redis
 ) -> None:
+    """Alone or in a batch (where a repeated id is one key)."""
     prefix = f"t{uuid.uuid4().hex[:6]}:"
     store = RedisStore.from_url(redis_url, Window(30), prefix=prefix)
     owner = uuid.uuid4()
     try:
-        await store.remember_objects(owner, ["file-abc", "resp_def", "file-abc"], 3600)
-        for object_id in ("file-abc", "resp_def"):
+        await store.remember_object(owner, "file-abc", 3600)
+        await store.remember_objects(owner, ["file-ghi", "resp_def", "file-ghi"], 3600)
+        for object_id in ("file-abc", "file-ghi", "resp_def"):
             key = f"{prefix}obj:{{{object_id}}}"
             assert await raw.get(key) == owner.hex
             assert 3_590_000 < await raw.pttl(key) <= 3_600_000
         assert sorted(await raw.keys(f"{prefix}obj:*")) == [  # the duplicate: one key
             f"{prefix}obj:{{file-abc}}",
+            f"{prefix}obj:{{file-ghi}}",
             f"{prefix}obj:{{resp_def}}",
         ]
         await raw.set(f"{prefix}obj:{{file-odd}}", "not a company")
