@@ -453,3 +453,29 @@ def test_an_audio_answer_and_a_code_execution_container_are_found() -> None:
         raw = orjson.dumps(body)
         for whole_body_bytes in (WHOLE_BODY_BYTES, WALKED):
             assert list(read(raw, [5], whole_body_bytes).item_ids) == ids
+
+
+def test_a_file_a_code_interpreter_wrote_is_found_in_its_citation() -> None:
+    """A later request that sends the message back names the file and its container; other
+    citations name nothing the answer made, whatever order a citation's fields come in."""
+    annotations = [
+        {"file_id": "cfile_1", "type": "container_file_citation", "container_id": "cntr_1"},
+        {"type": "file_citation", "file_id": "file-searched", "index": 3},
+        {"type": "url_citation", "url": "https://example.com", "title": "t"},
+        {"container_id": "cntr_1", "file_id": "cfile_2", "type": "container_file_citation"},
+    ]
+    body = {
+        "id": "resp_1",
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_1",
+                "content": [{"type": "output_text", "text": "see", "annotations": annotations}],
+            }
+        ],
+    }
+    raw = orjson.dumps(body)
+    for whole_body_bytes in (WHOLE_BODY_BYTES, WALKED):
+        for chunks in ([len(raw)], [3]):
+            found = list(read(raw, chunks, whole_body_bytes).item_ids)
+            assert found == ["msg_1", "cfile_1", "cntr_1", "cfile_2"], (whole_body_bytes, chunks)

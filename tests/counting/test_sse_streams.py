@@ -343,3 +343,22 @@ def test_an_anthropic_stream_names_its_code_execution_container(counter: TokenCo
     meter = counter.meter(request, "text/event-stream")
     meter.feed(stream)
     assert meter.item_ids == ("container_1",)
+
+
+def test_a_responses_stream_names_the_files_its_citations_name(counter: TokenCounter) -> None:
+    citation = {"type": "container_file_citation", "file_id": "cfile_1", "container_id": "cntr_1"}
+    message = {
+        "type": "message",
+        "id": "msg_1",
+        "content": [{"type": "output_text", "text": "x", "annotations": [citation]}],
+    }
+    events = [
+        {"type": "response.created", "response": {"id": "resp_1"}},
+        {"type": "response.output_text.annotation.added", "annotation": citation},
+        {"type": "response.output_item.done", "output_index": 0, "item": message},
+        {"type": "response.output_text.annotation.added", "annotation": {"type": "url_citation"}},
+    ]
+    stream = b"".join(b"data: " + orjson.dumps(event) + b"\n\n" for event in events)
+    meter = counter.meter(RequestTokens("responses", "gpt-4.1", 5, True, None), "text/event-stream")
+    meter.feed(stream)
+    assert meter.item_ids == ("cfile_1", "cntr_1", "msg_1")

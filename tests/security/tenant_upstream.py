@@ -81,7 +81,9 @@ class TenantUpstream:
                         "type": "message",
                         "id": f"msg_{number}",
                         "role": "assistant",
-                        "content": [{"type": "output_text", "text": "ok"}],
+                        "content": [
+                            {"type": "output_text", "text": "ok", "annotations": [_cited(number)]}
+                        ],
                     },
                 ],
                 "usage": {"input_tokens": _prompt("responses", body), "output_tokens": 3},
@@ -118,6 +120,18 @@ class TenantUpstream:
         last = {"id": "chatcmpl-1", "choices": [], "usage": usage}
         tail = b"data: " + orjson.dumps(last) + b"\n\ndata: [DONE]\n\n"
         await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+def _cited(number: int) -> dict[str, object]:
+    """A file the answer's code interpreter wrote, as its message cites it."""
+    return {
+        "type": "container_file_citation",
+        "container_id": f"cntr_{number}",
+        "file_id": f"cfile_{number}",
+        "filename": "plot.png",
+        "start_index": 0,
+        "end_index": 2,
+    }
 
 
 async def _responses_stream(send: Send, response: dict[str, Any]) -> None:

@@ -514,11 +514,18 @@ def test_the_items_a_response_produced_are_its_companys_to_send_back(
     assert found is not None
     number = found.group(1).decode()
     reasoning = {"type": "reasoning", "id": f"rs_{number}", "summary": []}
+    cited = {"type": "container_file_citation", "container_id": f"cntr_{number}"}
     message = {
         "type": "message",
         "id": f"msg_{number}",
         "role": "assistant",
-        "content": [{"type": "output_text", "text": "ok"}],
+        "content": [
+            {
+                "type": "output_text",
+                "text": "ok",
+                "annotations": [{**cited, "file_id": f"cfile_{number}"}],
+            }
+        ],
     }
     reference = {"type": "item_reference", "id": f"msg_{number}"}
     forwarded = proxy.forwarded()

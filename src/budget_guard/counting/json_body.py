@@ -26,6 +26,7 @@ import orjson
 
 from budget_guard.counting.json_walker import SKIP, JsonWalker, PathKey, ShortValue, Sink
 from budget_guard.counting.output_collector import OutputCollector
+from budget_guard.counting.output_shapes import note_annotation
 from budget_guard.counting.response_paths import (
     TOOL_INPUT,
     USAGE,
@@ -53,6 +54,7 @@ class JsonBody:
     """Feeds a JSON body's bytes, split anywhere, to the collector; a ``json_walker.Router``."""
 
     __slots__ = (
+        "_annotations",
         "_collector",
         "_held",
         "_held_bytes",
@@ -73,6 +75,9 @@ class JsonBody:
         self._held_bytes = 0
         self._walker: JsonWalker | None = None  # made only for a body that is walked
         self._types: dict[PathKey, str] = {}  # gates whose type is known
+        # A citation's fields, until it closes and its type says whether it names a file the
+        # answer made (at most the three short fields of each citation open at once).
+        self._annotations: dict[PathKey, dict[str, str]] = {}
         # Text waiting for a gate's type: (key, the gates still to pass, text).
         self._pending: dict[PathKey, list[tuple[Hashable, tuple[Gate, ...], str]]] = {}
         self._pending_chars = 0
@@ -129,12 +134,18 @@ class JsonBody:
             return ShortValue(_MAX_ID_CHARS, self._collector.note_response_id)
         if _names_an_item(path):
             return ShortValue(_MAX_ID_CHARS, self._collector.note_item_id)
+        if _is_annotation(path[:-1]) and path[-1] in _ANNOTATION_FIELDS:
+            annotation = self._annotations.setdefault(path[:-1], {})
+            return ShortValue(_MAX_ID_CHARS, lambda value: _keep(annotation, path[-1], value))
         if is_type_field(path):
             return ShortValue(_MAX_TYPE_CHARS, lambda kind: self._typed(path[:-1], kind))
         rule = text_rule(path)
         return None if rule is None else _Text(self, *rule)
 
     def closed(self, path: PathKey) -> None:
+        annotation = self._annotations.pop(path, None)
+        if annotation is not None:
+            note_annotation(self._collector, annotation)
         self._types.pop(path, None)
         dropped = self._pending.pop(path, None)
         if dropped:
@@ -180,6 +191,21 @@ class JsonBody:
             return
         if isinstance(usage, dict):
             self._collector.usage.merge(usage, final=True)
+
+
+_ANNOTATION_FIELDS = frozenset({"type", "file_id", "container_id"})
+
+
+def _is_annotation(path: PathKey) -> bool:
+    match path:
+        case ("output", int(), "content", int(), "annotations", int()):
+            return True
+    return False
+
+
+def _keep(annotation: dict[str, str], field: str, value: str | None) -> None:
+    if value is not None:
+        annotation[field] = value
 
 
 def _names_an_item(path: PathKey) -> bool:

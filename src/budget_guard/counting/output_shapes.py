@@ -111,15 +111,15 @@ def _add_responses_event(collector: OutputCollector, kind: str, event: dict[str,
     elif kind == "response.output_item.added":
         item = event.get("item")
         if isinstance(item, dict):
-            collector.note_item_id(item.get("id"))
-            collector.note_item_id(item.get("container_id"))
+            note_output_item(collector, item)
             if item.get("type") in ("function_call", "custom_tool_call"):
                 collector.add_text(("out", output_index, "name"), item.get("name"))
+    elif kind == "response.output_text.annotation.added":
+        note_annotation(collector, event.get("annotation"))
     elif kind == "response.output_item.done":
         item = event.get("item")
         if isinstance(item, dict):
-            collector.note_item_id(item.get("id"))
-            collector.note_item_id(item.get("container_id"))
+            note_output_item(collector, item)
     elif kind in ("response.completed", "response.incomplete", "response.failed"):
         collector.ended = True
         if isinstance(response, dict):
@@ -130,8 +130,31 @@ def _add_responses_event(collector: OutputCollector, kind: str, event: dict[str,
             if isinstance(output, list):
                 for item in output:
                     if isinstance(item, dict):
-                        collector.note_item_id(item.get("id"))
-                        collector.note_item_id(item.get("container_id"))
+                        note_output_item(collector, item)
+
+
+def note_output_item(collector: OutputCollector, item: dict[str, Any]) -> None:
+    """What of a Responses output item a later request may name: its id, its code
+    interpreter's container, the files its citations name."""
+    collector.note_item_id(item.get("id"))
+    collector.note_item_id(item.get("container_id"))
+    parts = item.get("content")
+    if isinstance(parts, list):
+        for part in parts:
+            if isinstance(part, dict):
+                annotations = part.get("annotations")
+                if isinstance(annotations, list):
+                    for annotation in annotations:
+                        note_annotation(collector, annotation)
+
+
+def note_annotation(collector: OutputCollector, annotation: object) -> None:
+    """A citation of a file a code interpreter wrote in this answer's container: a later
+    request that sends the message back names the file and its container. (Other citations
+    name files the request itself was checked for, or none.)"""
+    if isinstance(annotation, dict) and annotation.get("type") == "container_file_citation":
+        collector.note_item_id(annotation.get("file_id"))
+        collector.note_item_id(annotation.get("container_id"))
 
 
 def _add_anthropic_event(collector: OutputCollector, kind: str, event: dict[str, Any]) -> bool:

@@ -53,6 +53,10 @@ def container_action(path: PathKey) -> str:
             return WALK
         case ("output", int(), "content" | "summary", int()):
             return WALK
+        case ("output", int(), "content", int(), "annotations"):
+            return WALK
+        case ("output", int(), "content", int(), "annotations", int()):
+            return WALK
         case ("content", int()):
             return WALK
         case ("content", int(), "input"):

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from budget_guard.counting.output_collector import OutputCollector
-from budget_guard.counting.output_shapes import note_container
+from budget_guard.counting.output_shapes import note_container, note_output_item
 
 _MESSAGE_FIELDS = ("refusal", "reasoning_content", "reasoning")
 _ARGUMENTS = ("arguments", "input")
@@ -44,8 +44,7 @@ def collect_whole_body(collector: OutputCollector, body: object) -> None:
     if isinstance(output, list):
         for index, item in enumerate(output):
             if isinstance(item, dict):
-                collector.note_item_id(item.get("id"))
-                collector.note_item_id(item.get("container_id"))  # a code interpreter's
+                note_output_item(collector, item)
                 _add_output_item(collector, index, item)
     note_container(collector, body)  # an Anthropic answer's code-execution container
     content = body.get("content")
