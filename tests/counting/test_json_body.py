@@ -49,6 +49,7 @@ class Recorder:
 
     def discard_text(self) -> None:
         self.texts.clear()
+        self.item_ids.clear()
 
 
 WALKED = 0
@@ -479,3 +480,12 @@ def test_a_file_a_code_interpreter_wrote_is_found_in_its_citation() -> None:
         for chunks in ([len(raw)], [3]):
             found = list(read(raw, chunks, whole_body_bytes).item_ids)
             assert found == ["msg_1", "cfile_1", "cntr_1", "cfile_2"], (whole_body_bytes, chunks)
+
+
+def test_an_answer_cut_short_names_no_item() -> None:
+    """Its client could not read it either: its text is dropped, and so are its ids."""
+    raw = b'{"output": [{"type": "message", "id": "msg_1", "content": [{"text": "a"}]}, {"te'
+    for whole_body_bytes in (WHOLE_BODY_BYTES, WALKED):
+        recorder = read(raw, [4], whole_body_bytes)
+        assert recorder.item_ids == {}
+        assert recorder.texts == {}

@@ -24,6 +24,13 @@ _COUNTER = TokenCounter()
 COMPLETION_TOKENS = 7
 """Tokens of each chat choice, unless ``max_tokens`` cuts it shorter: the upstream honours
 ``n`` and ``max_tokens`` as OpenAI does, and reports the prompt as tiktoken counts it."""
+WRITTEN = {
+    "id": "resp_unowned",
+    "output": [{"type": "message", "id": "file-unowned", "container_id": "cntr_unowned"}],
+    "choices": [{"message": {"audio": {"id": "vs_unowned"}}}],
+    "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2},
+}
+"""A body shaped like a model's answer, naming ids nobody owns (as a tenant's file could)."""
 IMAGE_USAGE = {"input_tokens": 50, "output_tokens": 4_160, "total_tokens": 4_210}
 SLOW_MODEL = "slow-model"
 """A chat naming this model is answered only after ``SLOW_SECONDS``."""
@@ -92,6 +99,8 @@ class TenantUpstream:
                 await _responses_stream(send, response)
             else:
                 await _json(send, response)
+        elif path == "/v1/written":  # an answer the tenant wrote: a file's content, say
+            await _json(send, WRITTEN)
         elif path == "/v1/files" and method == "POST":
             await _json(send, {"id": f"file-{next(self._ids)}", "object": "file"})
         elif path == "/v1/images/generations":

@@ -41,7 +41,13 @@ from tests.security.sec_support import (
     raw_exchange,
     request_head,
 )
-from tests.security.tenant_upstream import IMAGE_USAGE, SLOW_MODEL, SLOW_SECONDS, TenantUpstream
+from tests.security.tenant_upstream import (
+    IMAGE_USAGE,
+    SLOW_MODEL,
+    SLOW_SECONDS,
+    WRITTEN,
+    TenantUpstream,
+)
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello."}]}
 CHAT_BODY = orjson.dumps(CHAT)
@@ -540,6 +546,25 @@ def test_the_items_a_response_produced_are_its_companys_to_send_back(
             "object_not_found"
         )
     assert proxy.forwarded() == forwarded + 1
+
+
+def test_an_answer_the_tenant_wrote_gives_it_no_object(redis_url: str) -> None:
+    """Ids are remembered from a model's answer on a built-in route only. An opted-in route
+    can answer with what a tenant wrote, and LiteLLM answers a ``mock_response`` the request
+    carries: through either, a tenant would claim ids nobody owns yet (the operator's)."""
+    written = {"method": "GET", "path": "/v1/written", "charge": "usage", "tokens": 10}
+    with guarded(redis_url, guard={"routes": [*OPTED_IN, written]}) as proxy:
+        assert httpx.get(proxy.url + "/v1/written", headers=bearer(KEY_A)).status_code == 200
+        for named in ("file-unowned", "cntr_unowned", "vs_unowned", "resp_unowned"):
+            reference = {"type": "item_reference", "id": named}
+            answer = post(proxy, "/v1/responses", {"model": "gpt-4o", "input": [reference]})
+            assert answer.status_code == 404, named
+        forwarded = proxy.forwarded()
+        for key in ("mock_response", "mock_tool_calls"):
+            answer = post(proxy, "/v1/chat/completions", {**CHAT, key: WRITTEN})
+            assert answer.status_code == 400
+            assert assert_openai_error(400, answer.headers, answer.content)["param"] == key
+        assert proxy.forwarded() == forwarded
 
 
 def test_the_clients_own_data_names_no_object(proxy: Proxy) -> None:

@@ -168,6 +168,8 @@ class TokenCounter:
             check_body_shape(data, self._limits)
         check_no_duplicate_keys(body, data)
         check_top_key_case(data)
+        if isinstance(data, dict):
+            _refuse_made_up_answers(body, data)
         refs = object_references(data) if may_refer(body) else ()
         outputs = data.get("n") if isinstance(data, dict) else None
         if isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1:
@@ -188,6 +190,7 @@ class TokenCounter:
             check_body_shape(data, self._limits)
         check_no_duplicate_keys(body, data)
         check_key_case(data)
+        _refuse_made_up_answers(body, data)
         return data
 
     def meter(
@@ -284,6 +287,17 @@ def _input_tokens(
     if kind in _PRICES_IMAGES:
         return _PRICES_IMAGES[kind](data, encoding, model)  # type: ignore[arg-type]
     return _INPUT_COUNTERS[kind](data, encoding)  # type: ignore[arg-type]
+
+
+def _refuse_made_up_answers(body: bytes, data: dict[str, Any]) -> None:
+    """LiteLLM answers a request with a ``mock_response`` (or ``mock_tool_calls``) it
+    carries, without a model: an answer the client wrote, whose ids the guard would remember
+    as objects the client created. OpenAI has no such fields."""
+    if body.find(b"mock_") < 0 and body.find(b"\\u") < 0:  # the one scan most bodies pay
+        return
+    for key in data:
+        if key.startswith("mock_"):
+            raise InvalidRequestBody(f"The guard forwards no made-up answer: remove '{key}'.", key)
 
 
 def _shaped(

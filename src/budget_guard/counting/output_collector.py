@@ -86,7 +86,10 @@ class OutputCollector:
         return self._folded_tokens
 
     def discard_text(self) -> None:
-        """Forget the text seen so far: the response it came in turned out unreadable."""
+        """Forget the text seen so far, and the items named: the response it came in turned
+        out unreadable (cut short, or not JSON after all), so its client could not read them
+        either."""
+        self.item_ids.clear()
         self._pieces.clear()
         self._buffered_chars = 0
         self._folded_tokens = 0

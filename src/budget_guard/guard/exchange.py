@@ -29,7 +29,7 @@ from budget_guard.counting import RequestTokens, ResponseMeter
 from budget_guard.eager import run_shielded
 from budget_guard.guard.charging import breakdown_of, charge
 from budget_guard.guard.replies import budget_headers
-from budget_guard.guard.routes import USAGE, Route
+from budget_guard.guard.routes import METERED, USAGE, Route
 from budget_guard.guard.stream_usage import UsageChunkRemover
 from budget_guard.proxy.upstream import UPSTREAM_MAY_BILL
 from budget_guard.stores import Reservation, StoreError
@@ -310,7 +310,9 @@ class GuardedExchange:
         if meter is not None and 200 <= self._status < 300:
             # What the answer produced (a Responses item, a Chat audio answer) and, on a
             # route that creates one, the response: a later request may name any of them.
-            created = meter.item_ids
+            # Only a model's answer on a built-in route names items: an opted-in route may
+            # answer with what a tenant wrote (a file's content), ids of its choosing.
+            created = meter.item_ids if self.route.charge == METERED else ()
             response_id = meter.response_id if self.route.creates else None
             if response_id is not None:
                 created = (response_id, *created)
