@@ -50,9 +50,9 @@ _BY_FOLD = frozenset(fold(key) for key in _REFERENCE_KEYS)
 # \u escape (JSON has no other escape that yields a letter, "_" or "-") or a character some
 # parser folds into a letter, so a body with either is always walked.
 _MAYBE = re.compile(
-    rb'"(?:approvalrequestid|assistantid|audio|container(?:id)?|conversation(?:id)?|fileids?|inputfileid|'
-    rb"previousresponseid|responseid|skillid|threadid|trainingfile|validationfile|"
-    rb'vectorstoreids?|itemreference|id)"'
+    rb'"(?:approvalrequestid|assistantid|audio|container(?:id)?|conversation(?:id)?|'
+    rb"fileids?|inputfileid|previousresponseid|responseid|skillid|threadid|trainingfile|"
+    rb'validationfile|vectorstoreids?|itemreference|id)"'
 )
 _SEPARATORS = b"_-"
 MAX_REFERENCES = 4096
