@@ -219,3 +219,43 @@ def test_a_client_chosen_response_id_is_refused(counter: TokenCounter) -> None:
         with pytest.raises(InvalidRequestBody) as refused:
             counter.count_request("/v1/responses", body)
         assert refused.value.param == key
+
+
+FINE_TUNED = "ft:gpt-4o-mini-2024-07-18:acme::9zFkq3Ja"
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        FINE_TUNED,
+        FINE_TUNED + ":ckpt-step-88",  # a checkpoint is a model too
+        "FT:gpt-4o-mini-2024-07-18:acme::9zFkq3Ja",  # an upstream that reads names loosely
+        "openai/" + FINE_TUNED,  # a router (LiteLLM) sends it on without its prefix
+        " " + FINE_TUNED,
+        "davinci:ft-acme-2023-03-01-12-00-00",  # OpenAI's legacy form
+    ],
+)
+def test_a_fine_tuned_model_is_an_object(model: str) -> None:
+    assert _refs({"model": model, "messages": []}) == (model,)
+    assert _refs({"Model": model, "input": "hi"}) == (model,)  # read as loosely as keys are
+    nested = {"data_source": {"type": "responses", "model": model}}  # an eval run's sampling
+    assert _refs(nested) == (model,)
+
+
+@pytest.mark.parametrize(
+    "model", ["gpt-4o-mini", "microsoft:phi-4", "claude-sonnet-4-5", "loft:v1", "ft-model"]
+)
+def test_a_model_that_is_not_fine_tuned_names_no_object(model: str) -> None:
+    assert _refs({"model": model, "messages": []}) == ()
+
+
+def test_a_fine_tuned_name_in_the_clients_own_data_names_no_object() -> None:
+    assert _refs({"model": "gpt-4o", "metadata": {"model": FINE_TUNED}}) == ()
+
+
+def test_the_pre_scan_sees_a_fine_tuned_model_however_the_key_is_written() -> None:
+    for key in ("model", "Model", "mo_del", "MODEL"):
+        assert may_refer(orjson.dumps({key: FINE_TUNED}))
+        assert may_refer(f'{{"{key}" :\n "{FINE_TUNED}"}}'.encode())
+    assert may_refer(b'{"model": "x\\"ft:y"}')
+    assert not may_refer(b'{"model": "gpt-4o-mini", "messages": []}')

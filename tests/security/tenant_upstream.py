@@ -49,6 +49,8 @@ class Seen:
 class TenantUpstream:
     seen: list[Seen] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    models: list[str] = field(default_factory=list)
+    """The fine-tuned models of the organisation (every company's jobs')."""
 
     def paths(self) -> list[str]:
         return [f"{s.method} {s.path}" for s in self.seen]
@@ -103,10 +105,40 @@ class TenantUpstream:
             await _json(send, WRITTEN)
         elif path == "/v1/files" and method == "POST":
             await _json(send, {"id": f"file-{next(self._ids)}", "object": "file"})
+        elif path.startswith("/v1/files/") and path.endswith("/content") and self.models:
+            # A file a tenant wrote, shaped like a job naming the newest model: its content.
+            await _json(send, _job("ftjob-1", self.models[-1]))
+        elif path.startswith(("/v1/fine_tuning/", "/v1/models")):
+            await _json(send, self._fine_tuning(method, path))
         elif path == "/v1/images/generations":
             await _json(send, {"data": [{"b64_json": "AAAA"}], "usage": IMAGE_USAGE})
         else:
             await _json(send, {"ok": True, "path": path})
+
+    def _fine_tuning(self, method: str, path: str) -> dict[str, Any]:
+        """Fine-tuning as OpenAI answers it: a job is created without a model and has one
+        when asked about later; every model of the organisation is in the model list."""
+        parts = path.split("/")
+        if path == "/v1/fine_tuning/jobs" and method == "POST":
+            job = f"ftjob-{next(self._ids)}"
+            self.models.append(f"ft:gpt-4o-mini-2024-07-18:org-operator::{job[6:]}")
+            return _job(job, None)
+        if path == "/v1/models":
+            listed = ["gpt-4o-mini", *self.models, *(m + ":ckpt-step-1" for m in self.models)]
+            return {"object": "list", "data": [_model(name) for name in listed]}
+        if path.startswith("/v1/models/"):
+            return _model(path.removeprefix("/v1/models/"))
+        job = parts[4]
+        model = f"ft:gpt-4o-mini-2024-07-18:org-operator::{job[6:]}"
+        if path.endswith("/checkpoints"):
+            checkpoint = {
+                "object": "fine_tuning.job.checkpoint",
+                "id": f"ftckpt_{job[6:]}",
+                "fine_tuned_model_checkpoint": model + ":ckpt-step-1",
+                "fine_tuning_job_id": job,
+            }
+            return {"object": "list", "data": [checkpoint], "has_more": False}
+        return _job(job, model)
 
     async def _stream(self, send: Send, usage: dict[str, int]) -> None:
         await send(
@@ -197,6 +229,21 @@ ACCOUNT_HEADERS = [
 ]
 """What OpenAI tells the key's owner on every answer: the organisation, and the shared key's
 rate-limit counters (which move with every company's traffic)."""
+
+
+def _job(job: str, model: str | None) -> dict[str, Any]:
+    return {
+        "object": "fine_tuning.job",
+        "id": job,
+        "model": "gpt-4o-mini-2024-07-18",
+        "status": "running" if model is None else "succeeded",
+        "fine_tuned_model": model,
+        "result_files": [] if model is None else [f"file-result-{job[6:]}"],
+    }
+
+
+def _model(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 1, "owned_by": "org-operator"}
 
 
 async def _json(send: Send, document: object, status: int = 200) -> None:

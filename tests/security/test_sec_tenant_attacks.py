@@ -802,3 +802,89 @@ def test_idempotency_keys_go_upstream_scoped_to_the_company(proxy: Proxy) -> Non
         assert answer.status_code == 200
     seen = [s.headers["idempotency-key"] for s in proxy.upstream.seen[forwarded:]]
     assert seen == [f"{COMPANY_A.hex}-same-key", f"{COMPANY_B.hex}-same-key"]
+
+
+FINE_TUNING = [
+    {"method": "POST", "path": "/v1/fine_tuning/jobs", "charge": "flat", "tokens": 1_000,
+     "creates": True},
+    {"method": "GET", "path": "/v1/fine_tuning/jobs/{job_id}", "charge": "free"},
+    {"method": "GET", "path": "/v1/fine_tuning/jobs/{job_id}/checkpoints", "charge": "free"},
+    {"method": "DELETE", "path": "/v1/models/{model}", "charge": "free"},
+]  # fmt: skip
+
+
+def _listed(proxy: Proxy, key: str) -> list[str]:
+    answer = httpx.get(proxy.url + "/v1/models", headers=bearer(key))
+    assert answer.status_code == 200, answer.text
+    assert int(answer.headers["content-length"]) == len(answer.content)
+    return [model["id"] for model in answer.json()["data"]]
+
+
+def test_a_fine_tuned_model_is_its_companys_alone(redis_url: str) -> None:
+    """A fine-tuned model is trained on one company's data, and the operator's key can use,
+    list and delete every company's. It is the company's once the guard has seen it in the
+    answer to the company's own job; no other company can use it, see it listed, read it or
+    delete it, and a tenant's file shaped like a job answer claims nothing."""
+    with guarded(redis_url, guard={"routes": [*OPTED_IN, *FINE_TUNING]}) as proxy:
+        file_id = post(proxy, "/v1/files", {"purpose": "fine-tune"}).json()["id"]
+        job = post(
+            proxy, "/v1/fine_tuning/jobs", {"model": "gpt-4o-mini", "training_file": file_id}
+        )
+        assert job.status_code == 200, job.text
+        job_id = job.json()["id"]
+        model = proxy.upstream.models[-1]
+
+        # Before the company has asked about its job, the model is nobody's: B's file shaped
+        # like the job's answer does not make it B's, and A cannot use it yet either.
+        upload = post(proxy, "/v1/files", {"purpose": "batch"}, key=KEY_B).json()["id"]
+        content = httpx.get(proxy.url + f"/v1/files/{upload}/content", headers=bearer(KEY_B))
+        assert content.json()["fine_tuned_model"] == model
+        assert (
+            post(proxy, "/v1/chat/completions", {**CHAT, "model": model}, KEY_B).status_code == 404
+        )
+        assert post(proxy, "/v1/chat/completions", {**CHAT, "model": model}).status_code == 404
+        assert model not in _listed(proxy, KEY_A)
+
+        assert (
+            httpx.get(
+                proxy.url + f"/v1/fine_tuning/jobs/{job_id}", headers=bearer(KEY_B)
+            ).status_code
+            == 404
+        )
+        done = httpx.get(proxy.url + f"/v1/fine_tuning/jobs/{job_id}", headers=bearer(KEY_A))
+        assert done.json()["fine_tuned_model"] == model
+        checkpoints = httpx.get(
+            proxy.url + f"/v1/fine_tuning/jobs/{job_id}/checkpoints", headers=bearer(KEY_A)
+        )
+        checkpoint = checkpoints.json()["data"][0]["fine_tuned_model_checkpoint"]
+
+        forwarded = proxy.forwarded()
+        for name in (model, checkpoint, model.upper(), "openai/" + model):
+            stolen = post(proxy, "/v1/chat/completions", {**CHAT, "model": name}, KEY_B)
+            assert stolen.status_code == 404, name
+            assert stolen.json()["error"]["code"] == "object_not_found"
+        responses = {"model": model, "input": "hi"}
+        assert post(proxy, "/v1/responses", responses, KEY_B).status_code == 404
+        for method in ("GET", "DELETE"):
+            read = httpx.request(method, proxy.url + f"/v1/models/{model}", headers=bearer(KEY_B))
+            assert read.status_code == 404, method
+        assert proxy.forwarded() == forwarded
+        assert model not in _listed(proxy, KEY_B)
+        assert checkpoint not in _listed(proxy, KEY_B)
+        assert "gpt-4o-mini" in _listed(proxy, KEY_B)
+
+        used = proxy.used(COMPANY_A)
+        for name in (model, checkpoint):
+            own = post(proxy, "/v1/chat/completions", {**CHAT, "model": name})
+            assert own.status_code == 200, own.text
+        assert proxy.used(COMPANY_A) > used  # used, and charged
+        assert (
+            httpx.get(proxy.url + f"/v1/models/{model}", headers=bearer(KEY_A)).status_code == 200
+        )
+        assert {model, checkpoint} <= set(_listed(proxy, KEY_A))
+        results = httpx.get(
+            proxy.url + f"/v1/files/file-result-{job_id[6:]}", headers=bearer(KEY_A)
+        )
+        assert results.status_code == 200  # the job's result file is the company's too
+        deleted = httpx.delete(proxy.url + f"/v1/models/{model}", headers=bearer(KEY_A))
+        assert deleted.status_code == 200

@@ -8,7 +8,8 @@ operator's one upstream key every company's objects are reachable that way, so t
 collects every such reference (from the parsed body, so escaped keys such as
 ``"file_i\u0064"`` are seen as the upstream sees them) and forwards the request only when
 each one is an object the company created through the guard (or one of the items a response
-it created produced).
+it created produced). A fine-tuned model is such an object too: it is trained on one
+company's data, and any key of the organisation can use it by name.
 """
 
 from __future__ import annotations
@@ -49,11 +50,14 @@ _BY_FOLD = frozenset(fold(key) for key in _REFERENCE_KEYS)
 # the scan reads the body in lower case without those. A key can hide from it only behind a
 # \u escape (JSON has no other escape that yields a letter, "_" or "-") or a character some
 # parser folds into a letter, so a body with either is always walked.
+# (With "-" gone, a legacy fine-tuned name's ":ft-" reads ":ft".)
 _MAYBE = re.compile(
-    rb'"(?:approvalrequestid|assistantid|audio|container(?:id)?|conversation(?:id)?|'
+    rb'"(?:(?:approvalrequestid|assistantid|audio|container(?:id)?|conversation(?:id)?|'
     rb"fileids?|inputfileid|previousresponseid|responseid|skillid|threadid|trainingfile|"
-    rb'validationfile|vectorstoreids?|itemreference|id)"'
+    rb'validationfile|vectorstoreids?|itemreference|id)"|'
+    rb'model"\s*:\s*"(?:[^"\\]|\\.)*?(?:ft:|:ft))'
 )
+_FINE_TUNED = re.compile(r"(?:^|[/\s])ft:|:ft-", re.IGNORECASE)
 _SEPARATORS = b"_-"
 MAX_REFERENCES = 4096
 """More references than any real request carries (a long agent conversation sent back item
@@ -77,6 +81,14 @@ _ITEM_LISTS = frozenset({"input", "items"})
 class TooManyReferences(InvalidRequestBody):
     def __init__(self) -> None:
         super().__init__(f"The request refers to more than {MAX_REFERENCES} stored objects.", None)
+
+
+def is_fine_tuned_model(name: str) -> bool:
+    """Whether ``name`` is a fine-tuned model's: ``ft:<base>:<org>:<suffix>:<id>`` (a
+    checkpoint's adds ``:ckpt-step-<n>``), or the legacy ``<base>:ft-<org>-<date>``. Also
+    behind a router's provider prefix (LiteLLM sends ``openai/ft:...`` on as ``ft:...``) and
+    in any case: a name read too loosely is refused, never another company's model served."""
+    return _FINE_TUNED.search(name) is not None
 
 
 def may_refer(body: bytes) -> bool:
@@ -115,6 +127,8 @@ def object_references(data: object) -> tuple[str, ...]:
                         _collect(item, found)
                 if name == "type" and type(item) is str and item in _BY_ID:
                     reference_item = True
+                elif name == "model" and type(item) is str and is_fine_tuned_model(item):
+                    found[item] = None
                 elif name in _ID_HOLDERS and isinstance(item, dict):
                     _collect_ids(item, found)
                 elif top and name in _ITEM_LISTS and isinstance(item, list):

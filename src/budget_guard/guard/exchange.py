@@ -28,6 +28,7 @@ from budget_guard.budget.snapshot import UsageSnapshot
 from budget_guard.counting import RequestTokens, ResponseMeter
 from budget_guard.eager import run_shielded
 from budget_guard.guard.charging import breakdown_of, charge
+from budget_guard.guard.fine_tuned_models import JobAnswer
 from budget_guard.guard.replies import budget_headers
 from budget_guard.guard.routes import METERED, USAGE, Route
 from budget_guard.guard.stream_usage import UsageChunkRemover
@@ -53,6 +54,7 @@ class GuardedExchange:
         "_forwarded_at",
         "_guard",
         "_headers",
+        "_job",
         "_meter",
         "_receive",
         "_recorded",
@@ -81,8 +83,10 @@ class GuardedExchange:
         snapshot: UsageSnapshot | None,
         reservation: Reservation | None,
         asked_for_usage: bool,
+        job: JobAnswer | None = None,
     ) -> None:
         self._guard = guard
+        self._job = job
         self._receive = receive
         self._send = send
         self._body: bytes | None = body
@@ -233,6 +237,8 @@ class GuardedExchange:
         if kind == "http.response.start":
             message = self._start(message)
         elif kind == "http.response.body":
+            if self._job is not None:
+                self._job.feed(message.get("body", b""))
             meter = self._meter
             if meter is not None:
                 chunk = message.get("body", b"")
@@ -316,6 +322,9 @@ class GuardedExchange:
             response_id = meter.response_id if self.route.creates else None
             if response_id is not None:
                 created = (response_id, *created)
+            if self._job is not None:
+                # A fine-tuning job's answer: its models and result files, as the job is.
+                created = (*created, *self._job.objects())
         kinds = breakdown_of(self.route, self.request, meter, source) if tokens else None
         # Shielded: a cancelled request (abandoned past its deadline) still gets recorded.
         # The deadline's cancel is asyncio's own, which goes through an anyio shield: it is

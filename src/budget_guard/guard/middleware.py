@@ -36,6 +36,7 @@ from budget_guard.events import NO_EVENTS, GuardEvents
 from budget_guard.failure import describe
 from budget_guard.guard.charging import reservation as reservation_for
 from budget_guard.guard.exchange import GuardedExchange
+from budget_guard.guard.fine_tuned_models import JobAnswer, ModelListFilter
 from budget_guard.guard.journal import PendingUsage, UsageJournal
 from budget_guard.guard.outage_log import OutageLog
 from budget_guard.guard.paths import non_canonical
@@ -242,7 +243,7 @@ class BudgetGuardMiddleware:
         snapshot, reservation = admission
         self.events.admitted(company)
         await self._forward(
-            scope, receive, send, body, company, route, request, snapshot, reservation
+            scope, receive, send, body, company, match, request, snapshot, reservation
         )
 
     async def _count(
@@ -491,11 +492,16 @@ class BudgetGuardMiddleware:
         send: Send,
         body: bytes,
         company: uuid.UUID,
-        route: Route,
+        match: RouteMatch,
         request: RequestTokens,
         snapshot: UsageSnapshot | None,
         reservation: Reservation | None,
     ) -> None:
+        route = match.route
+        if route.lists_models:
+            send = ModelListFilter(send, company, self.ledger)
+        # The job the path named (checked to be the company's), or None for a new one.
+        job_id = match.object_ids[0] if match.object_ids else None
         # The meter reads the response as it passes, so it must not be compressed: the app
         # (or a GZip middleware inside it) sees a client that accepts identity only.
         # An Idempotency-Key goes upstream prefixed with the company: every company shares
@@ -525,6 +531,7 @@ class BudgetGuardMiddleware:
             snapshot=snapshot,
             reservation=reservation,
             asked_for_usage=asked is not None,
+            job=JobAnswer(job_id) if route.job_answer else None,
         )
         await exchange.run(self.app, {**scope, "headers": headers})
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from budget_guard.budget.window import ConfigError
 from budget_guard.config_tables import declare_table, reject_unknown
 from budget_guard.counting import routes as kinds
+from budget_guard.counting.references import is_fine_tuned_model
 
 METERED = "metered"
 USAGE = "usage"
@@ -61,6 +62,11 @@ LIST_ROUTES = frozenset(
         "videos",
     }
 )
+# A route whose answer is a fine-tuning job (or a list of its checkpoints), by its path after
+# the prefix: creating a job, or the job's own paths.
+_JOB_ROUTE = re.compile(
+    r"fine_tuning/jobs(?:/\{[A-Za-z_][A-Za-z0-9_]*\}(?:/(?:cancel|pause|resume|checkpoints))?)?"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,13 @@ class Route:
     """A successful answer's ``id`` becomes an object of the calling company."""
     owned: tuple[str, ...] = ()
     """Placeholders that are object ids the calling company must own."""
+    models: tuple[str, ...] = ()
+    """Placeholders naming a model: a fine-tuned one must be the calling company's."""
+    job_answer: bool = False
+    """A successful answer is a fine-tuning job's: the models and files it names become the
+    calling company's (``fine_tuned_models``)."""
+    lists_models: bool = False
+    """A successful answer is a model list, shown without other companies' fine-tuned models."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +122,8 @@ def _builtin(prefix: str) -> list[Route]:
         metered("deployments/{deployment}/completions", kinds.COMPLETIONS),
         metered("deployments/{deployment}/embeddings", kinds.EMBEDDINGS),
         Route("POST", prefix + "messages/count_tokens", FREE),
-        Route("GET", prefix + "models", FREE),
-        Route("GET", prefix + "models/{model}", FREE),
+        Route("GET", prefix + "models", FREE, lists_models=True),
+        Route("GET", prefix + "models/{model}", FREE, models=("model",)),
     ]
 
 
@@ -154,7 +167,11 @@ class RoutePolicy:
                 allowed_elsewhere = True
                 continue
             values = found.groupdict()
-            return RouteMatch(route, tuple(values[name] for name in route.owned))
+            owned = tuple(values[name] for name in route.owned)
+            for name in route.models:
+                if is_fine_tuned_model(values[name]):
+                    owned += (values[name],)
+            return RouteMatch(route, owned)
         # Refused either way: only now is it worth asking whether another method would do.
         if allowed_elsewhere or any(p == path for (_, p) in self._exact):
             return RouteRefused(405, f"{method} is not allowed on {path}.")
@@ -214,7 +231,15 @@ def _route(index: int, entry: object, prefixes: Sequence[str]) -> Route:
     creates = entry.get("creates", False)
     if not isinstance(creates, bool):
         raise ConfigError(f"{where}.creates: must be true or false")
-    return Route(method, path, charge, tokens=tokens, creates=creates, owned=owned)
+    return Route(
+        method,
+        path,
+        charge,
+        tokens=tokens,
+        creates=creates,
+        owned=owned,
+        job_answer=_JOB_ROUTE.fullmatch(relative) is not None,
+    )
 
 
 def _check_template(where: str, path: str, prefix: str) -> tuple[str, ...]:
