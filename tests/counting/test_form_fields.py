@@ -144,3 +144,35 @@ async def test_a_field_some_server_reads_as_n_is_refused(
     with pytest.raises(InvalidRequestBody) as raised:
         await counter.acount_other(body, content_type)
     assert "Write it as 'n'" in raised.value.message
+
+
+FINE_TUNED = "ft:gpt-4o-mini-2024-07-18:acme::9zFkq3Ja"
+
+
+@pytest.mark.parametrize("urlencoded", [False, True])
+async def test_a_fine_tuned_model_in_a_form_is_an_object(
+    counter: TokenCounter, urlencoded: bool
+) -> None:
+    data = {"model": FINE_TUNED, "n": "2"}
+    if urlencoded:
+        request = httpx.Request("POST", "http://x/v1/moderations", data=data)
+        body, content_type = request.read(), request.headers["content-type"]
+    else:
+        body, content_type = _form(data)
+    read = await counter.acount_other(body, content_type)
+    assert (read.references, read.choices) == ((FINE_TUNED,), 2)
+    base, base_type = _form({"model": "gpt-image-1"})
+    assert (await counter.acount_other(base, base_type)).references == ()
+
+
+@pytest.mark.parametrize("data", [{"model": ["a", FINE_TUNED]}, {"model": "m" * 300}])
+async def test_a_model_the_guard_cannot_read_is_refused(
+    counter: TokenCounter, data: object
+) -> None:
+    for body, content_type in (
+        _form(data),
+        (httpx.Request("POST", "http://x", data=data).read(), "application/x-www-form-urlencoded"),
+    ):
+        with pytest.raises(InvalidRequestBody) as raised:
+            await counter.acount_other(body, content_type)
+        assert raised.value.param == "model"

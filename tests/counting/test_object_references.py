@@ -233,6 +233,8 @@ FINE_TUNED = "ft:gpt-4o-mini-2024-07-18:acme::9zFkq3Ja"
         "openai/" + FINE_TUNED,  # a router (LiteLLM) sends it on without its prefix
         " " + FINE_TUNED,
         "davinci:ft-acme-2023-03-01-12-00-00",  # OpenAI's legacy form
+        "gpt-35-turbo-0613.ft-b044a9d3cf9c4228b5d393567f693b83",  # Azure's
+        "gpt-4o-mini|" + FINE_TUNED,  # wherever a name could start
     ],
 )
 def test_a_fine_tuned_model_is_an_object(model: str) -> None:

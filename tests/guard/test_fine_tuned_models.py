@@ -40,6 +40,9 @@ def test_a_job_answer_names_its_model_and_result_files() -> None:
     body = _job(result_files=["file-r1"])
     assert _read("ftjob-1", body[:10], body[10:]) == (MODEL, "file-r1")
     assert _read(None, body) == (MODEL, "file-r1")  # the answer to creating it
+    assert _read("ftjob-1", _job(object="job")) == (MODEL,)  # Mistral's, on the same paths
+    azure = "gpt-35-turbo-0613.ft-b044a9d3cf9c4228b5d393567f693b83"
+    assert _read("ftjob-1", _job(fine_tuned_model=azure)) == (azure,)
 
 
 @pytest.mark.parametrize(
@@ -107,7 +110,8 @@ async def test_a_model_list_shows_only_the_companys_fine_tuned_models() -> None:
     ledger = Ledger(MemoryStore())
     await ledger.remember_objects(COMPANY, [MODEL], 60)
     await ledger.remember_objects(OTHER, [MODEL + "x"], 60)
-    body = _models("gpt-4o", MODEL, MODEL + "x", "ft:never-seen")
+    azure = "gpt-35-turbo-0613.ft-b044a9d3cf9c4228b5d393567f693b83"
+    body = _models("gpt-4o", MODEL, MODEL + "x", "ft:never-seen", azure)
     status, headers, shown = await _list(ledger, body[:7], body[7:])
     assert status == 200
     assert [model["id"] for model in orjson.loads(shown)["data"]] == ["gpt-4o", MODEL]

@@ -888,3 +888,56 @@ def test_a_fine_tuned_model_is_its_companys_alone(redis_url: str) -> None:
         assert results.status_code == 200  # the job's result file is the company's too
         deleted = httpx.delete(proxy.url + f"/v1/models/{model}", headers=bearer(KEY_A))
         assert deleted.status_code == 200
+
+
+def _owned_model(proxy: Proxy) -> str:
+    """A fine-tuned model company A owns: its job created and read back through the guard."""
+    file_id = post(proxy, "/v1/files", {"purpose": "fine-tune"}).json()["id"]
+    job = post(proxy, "/v1/fine_tuning/jobs", {"model": "gpt-4o-mini", "training_file": file_id})
+    done = httpx.get(proxy.url + f"/v1/fine_tuning/jobs/{job.json()['id']}", headers=bearer(KEY_A))
+    return str(done.json()["fine_tuned_model"])
+
+
+def test_a_fine_tuned_model_cannot_be_named_another_way(redis_url: str) -> None:
+    """Upstreams find a model in more places than a body's ``model``: LiteLLM in a deployment
+    path, in the query string, in each of a comma-separated list and in ``fallbacks``, and in
+    a form on any route; Azure names fine-tuned models ``<base>.ft-<id>``. None of them lets
+    another company reach a company's model, and none of them is forwarded."""
+    azure = "gpt-35-turbo-0613.ft-b044a9d3cf9c4228b5d393567f693b83"
+    with guarded(redis_url, guard={"routes": [*OPTED_IN, *FINE_TUNING]}) as proxy:
+        model = _owned_model(proxy)
+        forwarded = proxy.forwarded()
+        attempts: list[tuple[str, dict[str, Any], int]] = [
+            (f"/v1/deployments/{model}/chat/completions", CHAT, 404),
+            (f"/v1/chat/completions?model={model}", CHAT, 400),
+            (f"/v1/chat/completions?Deployment_Id={model}", CHAT, 400),
+            ("/v1/chat/completions?extra=1", CHAT, 400),
+            ("/v1/chat/completions", {**CHAT, "model": f"gpt-4o-mini,{model}"}, 400),
+            ("/v1/chat/completions", {**CHAT, "model": f"gpt-4o-mini|{model}"}, 404),
+            ("/v1/chat/completions", {**CHAT, "fallbacks": [model]}, 400),
+            ("/v1/chat/completions", {**CHAT, "context_window_fallbacks": [model]}, 400),
+            ("/v1/chat/completions", {**CHAT, "deployment_id": model}, 400),
+            ("/v1/chat/completions", {**CHAT, "model": azure}, 404),
+            (f"/v1/models/{azure}", {}, 404),
+        ]
+        for path, body, status in attempts:
+            if path.startswith("/v1/models/"):
+                answer = httpx.get(proxy.url + path, headers=bearer(KEY_B))
+            else:
+                answer = post(proxy, path, body, KEY_B)
+            assert answer.status_code == status, (path, body, answer.text)
+            error = assert_openai_error(status, answer.headers, answer.content)
+            if status == 400:
+                assert error["param"], answer.text  # the refusal names what to remove
+        for path in ("/v1/moderations", "/v1/messages/count_tokens"):
+            form = httpx.post(
+                proxy.url + path, data={"model": model, "input": "hi"}, headers=bearer(KEY_B)
+            )
+            assert form.status_code == 404, (path, form.text)
+        assert proxy.forwarded() == forwarded
+
+        own = post(proxy, f"/v1/deployments/{model}/chat/completions", CHAT)
+        assert own.status_code == 200, own.text
+        azure_api = post(proxy, "/v1/chat/completions?api-version=2024-10-21", CHAT)
+        assert azure_api.status_code == 200, azure_api.text
+        assert proxy.upstream.seen[-1].path == "/v1/chat/completions"

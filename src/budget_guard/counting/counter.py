@@ -30,7 +30,7 @@ from budget_guard.counting.encoding_lookup import (
     require_known_encoding,
 )
 from budget_guard.counting.errors import InvalidRequestBody
-from budget_guard.counting.form_fields import form_outputs, is_form
+from budget_guard.counting.form_fields import is_form, read_form
 from budget_guard.counting.json_body import JsonBody
 from budget_guard.counting.json_fields import get_bool, get_int, get_str
 from budget_guard.counting.key_case import check_key_case, check_top_key_case
@@ -40,7 +40,7 @@ from budget_guard.counting.prompt_request import (
     count_completions_request,
     count_embeddings_request,
 )
-from budget_guard.counting.references import may_refer, object_references
+from budget_guard.counting.references import is_fine_tuned_model, may_refer, object_references
 from budget_guard.counting.response_bodies import EventStream
 from budget_guard.counting.responses_request import count_responses_request
 from budget_guard.counting.results import RequestTokens
@@ -215,9 +215,18 @@ class TokenCounter:
 
 def _form(body: bytes, content_type: str) -> RequestTokens:
     """A multipart upload (image edits, variations, files): its ``n``, the one field that
-    changes what it costs."""
-    outputs = form_outputs(body, content_type) or 1
-    return RequestTokens(routes.OTHER, None, 0, False, None, choices=min(outputs, MAX_CHOICES))
+    changes what it costs, and its ``model``, an object when a fine-tuned one."""
+    outputs, model = read_form(body, content_type)
+    references = (model,) if model is not None and is_fine_tuned_model(model) else ()
+    return RequestTokens(
+        routes.OTHER,
+        None,
+        0,
+        False,
+        None,
+        choices=min(outputs or 1, MAX_CHOICES),
+        references=references,
+    )
 
 
 def _route(path: str, kind: str | None) -> tuple[str, str | None]:
@@ -289,15 +298,36 @@ def _input_tokens(
     return _INPUT_COUNTERS[kind](data, encoding)  # type: ignore[arg-type]
 
 
+# LiteLLM's request fields that call models other than the one the request names (tried when
+# it fails, which a client can arrange), or replace it (``deployment_id``, on its Azure
+# path): a model not counted or weighed, and maybe another company's. OpenAI has none.
+_OTHER_MODELS = frozenset(
+    {"fallbacks", "context_window_fallbacks", "content_policy_fallbacks", "deployment_id"}
+)
+
+
 def _refuse_made_up_answers(body: bytes, data: dict[str, Any]) -> None:
     """LiteLLM answers a request with a ``mock_response`` (or ``mock_tool_calls``) it
     carries, without a model: an answer the client wrote, whose ids the guard would remember
-    as objects the client created. OpenAI has no such fields."""
-    if body.find(b"mock_") < 0 and body.find(b"\\u") < 0:  # the one scan most bodies pay
+    as objects the client created. It also calls other models than the one counted: each of
+    a ``model`` listed with commas, and the ``fallbacks``. OpenAI has no such fields."""
+    model = data.get("model")
+    if isinstance(model, str) and "," in model:
+        raise InvalidRequestBody("The guard forwards a request to one model: 'model'.", "model")
+    if (  # the few scans most bodies pay
+        body.find(b"mock_") < 0
+        and body.find(b"fallbacks") < 0
+        and body.find(b"deployment_id") < 0
+        and body.find(b"\\u") < 0
+    ):
         return
     for key in data:
         if key.startswith("mock_"):
             raise InvalidRequestBody(f"The guard forwards no made-up answer: remove '{key}'.", key)
+        if key in _OTHER_MODELS:
+            raise InvalidRequestBody(
+                f"The guard forwards a request to the model it names only: remove '{key}'.", key
+            )
 
 
 def _shaped(

@@ -1,4 +1,4 @@
-"""The one field the guard must read from a form: ``n``.
+"""The fields the guard must read from a form: ``n``, and the ``model``.
 
 Image edits and variations are uploads, and their ``n`` multiplies what a route charges per
 image when the upstream reports no usage (and what strict mode holds): unread, ten images
@@ -6,7 +6,8 @@ would be charged as one. A ``multipart/form-data`` body is parsed with python-mu
 parser Starlette's own forms use (a boundary search over bytes: a 10 MiB upload in about
 2 ms); only a short field named ``n`` is kept, file data passes by. An
 ``application/x-www-form-urlencoded`` body, which the same servers read as a form too, is
-read with the standard library.
+read with the standard library. The ``model`` is read because a fine-tuned one is an object
+that must be the calling company's (an upstream such as LiteLLM reads a form on any route).
 
 As with JSON, what the guard cannot read as every upstream will is refused: a body that is
 not whole multipart, ``n`` twice, an ``n`` that is not a plain integer, a charset other than
@@ -30,10 +31,14 @@ from budget_guard.counting.key_case import refuse_other_variant
 
 MAX_FIELD_BYTES = 32
 """An ``n`` longer than this is no count of images."""
+MAX_MODEL_BYTES = 256
+"""A model name longer than this is no model's."""
 MAX_FIELDS = 1000
 """Fields and files in one form, as Starlette's ``Request.form()`` allows by default."""
 _INTEGER = re.compile(rb"[0-9]+")
 _OUTPUTS = b"n"
+_MODEL = b"model"
+_KEPT = {_OUTPUTS: MAX_FIELD_BYTES, _MODEL: MAX_MODEL_BYTES}
 _MULTIPART = b"multipart/form-data"
 _URLENCODED = b"application/x-www-form-urlencoded"
 _CHARSETS = frozenset({b"utf-8", b"utf8", b"us-ascii", b"ascii"})
@@ -53,21 +58,30 @@ def is_form(content_type: str | None) -> bool:
     )
 
 
-def form_outputs(body: bytes, content_type: str) -> int | None:
-    """The form's ``n``, or None when it has none; raises ``InvalidRequestBody``."""
+def read_form(body: bytes, content_type: str) -> tuple[int | None, str | None]:
+    """The form's ``n`` and ``model`` (each None when absent); raises ``InvalidRequestBody``."""
     media_type, options = parse_options_header(content_type)
     charset = options.get(b"charset")
     if charset is not None and charset.lower() not in _CHARSETS:
         raise InvalidRequestBody("A form must be UTF-8: other charsets rename its fields.", None)
-    value = _urlencoded(body) if media_type == _URLENCODED else _multipart(body, options)
-    if value is None:
-        return None
-    if not _INTEGER.fullmatch(value):
+    values = _urlencoded(body) if media_type == _URLENCODED else _multipart(body, options)
+    outputs = values.get(_OUTPUTS)
+    if outputs is not None and not _INTEGER.fullmatch(outputs):
         raise _bad_n()
-    return int(value)
+    model = values.get(_MODEL)
+    return (
+        None if outputs is None else int(outputs),
+        None if model is None else model.decode("utf-8", "replace"),
+    )
 
 
-def _urlencoded(body: bytes) -> bytes | None:
+def _bad_field(name: bytes) -> InvalidRequestBody:
+    if name == _OUTPUTS:
+        return _bad_n()
+    return InvalidRequestBody("Invalid 'model': expected one model name, given once.", "model")
+
+
+def _urlencoded(body: bytes) -> dict[bytes, bytes]:
     try:
         fields = parse_qsl(
             body.decode("utf-8"),
@@ -78,22 +92,21 @@ def _urlencoded(body: bytes) -> bytes | None:
         raise InvalidRequestBody(
             "We could not read the form in the body of your request.", None
         ) from None
-    values = []
+    values: dict[bytes, bytes] = {}
     for name, value in fields:
-        if name == "n":
-            values.append(value)
-        else:
+        key = name.encode("utf-8")
+        bound = _KEPT.get(key)
+        if bound is None:
             refuse_other_variant(name)  # Go's form binders and ASP.NET ignore case
-    if len(values) > 1:
-        raise _bad_n()
-    if not values:
-        return None
-    if len(values[0]) > MAX_FIELD_BYTES:
-        raise _bad_n()
-    return values[0].encode("utf-8")
+            continue
+        encoded = value.encode("utf-8")
+        if key in values or len(encoded) > bound:
+            raise _bad_field(key)
+        values[key] = encoded
+    return values
 
 
-def _multipart(body: bytes, options: dict[bytes, bytes]) -> bytes | None:
+def _multipart(body: bytes, options: dict[bytes, bytes]) -> dict[bytes, bytes]:
     boundary = options.get(b"boundary")
     if not boundary:
         raise InvalidRequestBody("A multipart/form-data request needs a boundary.", None)
@@ -108,20 +121,20 @@ def _multipart(body: bytes, options: dict[bytes, bytes]) -> bytes | None:
         raise InvalidRequestBody(
             "We could not parse the multipart/form-data body of your request.", None
         )
-    return reader.value
+    return reader.values
 
 
 class _Fields:
-    """python-multipart's callbacks, keeping the value of the one field ``n``."""
+    """python-multipart's callbacks, keeping the values of the fields ``n`` and ``model``."""
 
-    __slots__ = ("_field", "_field_value", "_headers", "_in_n", "_parts", "complete", "value")
+    __slots__ = ("_field", "_field_value", "_headers", "_kept", "_parts", "complete", "values")
 
     def __init__(self) -> None:
         self.complete = False
-        self.value: bytes | None = None
+        self.values: dict[bytes, bytes] = {}
         self._headers: dict[bytes, bytes] = {}
         self._field = self._field_value = b""  # the part header being read
-        self._in_n = False
+        self._kept: bytes | None = None  # the kept field whose value is being read
         self._parts = 0
 
     def callbacks(self) -> dict[str, object]:
@@ -141,7 +154,7 @@ class _Fields:
             raise InvalidRequestBody(f"A form may have at most {MAX_FIELDS} fields.", None)
         self._headers = {}
         self._field = self._field_value = b""
-        self._in_n = False
+        self._kept = None
 
     def _header_field(self, data: bytes, start: int, end: int) -> None:
         self._field += data[start:end]
@@ -167,22 +180,23 @@ class _Fields:
             # hide an ``n`` from this parser.
             raise InvalidRequestBody("A multipart field name may not use name* or escapes.", None)
         name = parse_options_header(disposition)[1].get(b"name")
-        if name != _OUTPUTS:
+        if name not in _KEPT:
             if name:
                 refuse_other_variant(name.decode("utf-8", "replace"))
             return
-        if self.value is not None:
-            raise _bad_n()
-        self.value = b""
-        self._in_n = True
+        if name in self.values:
+            raise _bad_field(name)
+        self.values[name] = b""
+        self._kept = name
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
-        if not self._in_n:
+        kept = self._kept
+        if kept is None:
             return
-        value = (self.value or b"") + data[start:end]
-        if len(value) > MAX_FIELD_BYTES:
-            raise _bad_n()
-        self.value = value
+        value = self.values[kept] + data[start:end]
+        if len(value) > _KEPT[kept]:
+            raise _bad_field(kept)
+        self.values[kept] = value
 
     def _end(self) -> None:
         self.complete = True

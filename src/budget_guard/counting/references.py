@@ -50,14 +50,15 @@ _BY_FOLD = frozenset(fold(key) for key in _REFERENCE_KEYS)
 # the scan reads the body in lower case without those. A key can hide from it only behind a
 # \u escape (JSON has no other escape that yields a letter, "_" or "-") or a character some
 # parser folds into a letter, so a body with either is always walked.
-# (With "-" gone, a legacy fine-tuned name's ":ft-" reads ":ft".)
 _MAYBE = re.compile(
-    rb'"(?:(?:approvalrequestid|assistantid|audio|container(?:id)?|conversation(?:id)?|'
+    rb'"(?:approvalrequestid|assistantid|audio|container(?:id)?|conversation(?:id)?|'
     rb"fileids?|inputfileid|previousresponseid|responseid|skillid|threadid|trainingfile|"
-    rb'validationfile|vectorstoreids?|itemreference|id)"|'
-    rb'model"\s*:\s*"(?:[^"\\]|\\.)*?(?:ft:|:ft))'
+    rb'validationfile|vectorstoreids?|itemreference|id)"'
 )
-_FINE_TUNED = re.compile(r"(?:^|[/\s])ft:|:ft-", re.IGNORECASE)
+# A fine-tuned model, read the same way (with "-" gone, ":ft-" and ".ft-" read ":ft" and
+# ".ft"); only searched for when the body holds one of those at all.
+_MAYBE_FINE_TUNED = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*?(?:ft:|[:.]ft)')
+_FINE_TUNED = re.compile(r"(?<![a-z0-9])ft:|[:.]ft-", re.IGNORECASE)
 _SEPARATORS = b"_-"
 MAX_REFERENCES = 4096
 """More references than any real request carries (a long agent conversation sent back item
@@ -84,10 +85,11 @@ class TooManyReferences(InvalidRequestBody):
 
 
 def is_fine_tuned_model(name: str) -> bool:
-    """Whether ``name`` is a fine-tuned model's: ``ft:<base>:<org>:<suffix>:<id>`` (a
-    checkpoint's adds ``:ckpt-step-<n>``), or the legacy ``<base>:ft-<org>-<date>``. Also
-    behind a router's provider prefix (LiteLLM sends ``openai/ft:...`` on as ``ft:...``) and
-    in any case: a name read too loosely is refused, never another company's model served."""
+    """Whether ``name`` is a fine-tuned model's: OpenAI's ``ft:<base>:<org>:<suffix>:<id>``
+    (a checkpoint's adds ``:ckpt-step-<n>``) and legacy ``<base>:ft-<org>-<date>``, Azure's
+    ``<base>.ft-<id>``. Also behind a router's provider prefix or in a list of models
+    (LiteLLM sends ``openai/ft:...`` on as ``ft:...``, and calls each of ``a,ft:...``) and in
+    any case: a name read too loosely is refused, never another company's model served."""
     return _FINE_TUNED.search(name) is not None
 
 
@@ -95,7 +97,12 @@ def may_refer(body: bytes) -> bool:
     """Whether ``body`` can name an object at all (if not, there is nothing to walk)."""
     if body.find(b"\\u") >= 0 or (not body.isascii() and may_fold(body)):
         return True
-    return _MAYBE.search(body.lower().translate(None, _SEPARATORS)) is not None
+    lowered = body.lower().translate(None, _SEPARATORS)
+    if _MAYBE.search(lowered) is not None:
+        return True
+    return (
+        lowered.find(b"ft:") >= 0 or lowered.find(b":ft") >= 0 or lowered.find(b".ft") >= 0
+    ) and _MAYBE_FINE_TUNED.search(lowered) is not None
 
 
 def object_references(data: object) -> tuple[str, ...]:

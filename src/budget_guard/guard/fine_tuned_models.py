@@ -36,11 +36,13 @@ log = logging.getLogger("budget_guard.guard")
 MAX_JOB_ANSWER_BYTES = 1 << 20
 """A job (or a page of its checkpoints) is a few KiB; a larger answer is not read, which only
 denies the company its own model until it asks again."""
+# What a job says it is: OpenAI's, and Mistral's (the same paths and ``ft:`` names).
+_JOB_OBJECTS = frozenset({"fine_tuning.job", "job"})
 # What a model list's answer is doing, as it passes.
 _HOLDING, _PASSING, _ANSWERED = range(3)
-MAX_MODEL_LIST_BYTES = 8 << 20
-"""A model list is ~150 bytes a model; past this the list is refused rather than shown
-unfiltered."""
+MAX_MODEL_LIST_BYTES = 2 << 20
+"""A model list is ~120 bytes a model (this is some 17,000); past it the list is refused
+rather than shown unfiltered."""
 
 
 class JobAnswer:
@@ -79,7 +81,7 @@ class JobAnswer:
             return ()
         found: list[str] = []
         kind = answer.get("object")
-        if kind == "fine_tuning.job":
+        if kind in _JOB_OBJECTS:
             if self._job_id is not None and answer.get("id") != self._job_id:
                 return ()
             model = answer.get("fine_tuned_model")

@@ -40,6 +40,7 @@ from budget_guard.guard.fine_tuned_models import JobAnswer, ModelListFilter
 from budget_guard.guard.journal import PendingUsage, UsageJournal
 from budget_guard.guard.outage_log import OutageLog
 from budget_guard.guard.paths import non_canonical
+from budget_guard.guard.query import QueryRefused, check_query
 from budget_guard.guard.replies import send_budget_exceeded
 from budget_guard.guard.request_body import BodyRefused, ClientGone, read_body
 from budget_guard.guard.routes import (
@@ -194,6 +195,21 @@ class BudgetGuardMiddleware:
                     code="route_not_allowed",
                 )
                 return
+            query = scope.get("query_string", b"")
+            if query:
+                try:
+                    check_query(query, match.route)
+                except QueryRefused as refused:
+                    self.events.rejected(company, "bad_request")
+                    await send_openai_error(
+                        send,
+                        400,
+                        str(refused),
+                        type_="invalid_request_error",
+                        code="invalid_query",
+                        param=refused.param,
+                    )
+                    return
             try:
                 body = await read_body(
                     receive,

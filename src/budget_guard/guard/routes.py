@@ -109,7 +109,9 @@ class RouteRefused:
 
 def _builtin(prefix: str) -> list[Route]:
     def metered(path: str, kind: str, *, creates: bool = False) -> Route:
-        return Route("POST", prefix + path, METERED, kind, creates=creates)
+        # A deployment names the model served (Azure's own, or LiteLLM's for any model).
+        models = ("deployment",) if "{deployment}" in path else ()
+        return Route("POST", prefix + path, METERED, kind, creates=creates, models=models)
 
     return [
         metered("chat/completions", kinds.CHAT),
