@@ -37,7 +37,15 @@ def test_anything_else_on_a_metered_route_is_refused_by_name(query: bytes, param
 
 def test_other_routes_take_any_parameter_but_a_model() -> None:
     check_query(b"limit=2&after=a%20b", FILE)
-    for query in (b"model=x", b"DEPLOYMENT-ID=x", b"limit=1&model="):
+    for query in (
+        b"model=x",
+        b"DEPLOYMENT-ID=x",
+        b"limit=1&model=",
+        b"model[]=x",  # as PHP, Rack and Express read it
+        b"model%00=x",
+        b"model+=x",
+        b"custom_llm_provider=azure",  # LiteLLM's choice of provider
+    ):
         with pytest.raises(QueryRefused):
             check_query(query, FILE)
 
@@ -45,3 +53,9 @@ def test_other_routes_take_any_parameter_but_a_model() -> None:
 def test_a_query_of_too_many_parameters_is_refused() -> None:
     with pytest.raises(QueryRefused):
         check_query(b"&".join([b"a=1"] * (MAX_QUERY_FIELDS + 1)), FILE)
+
+
+@pytest.mark.parametrize("route", [CHAT, FILE])
+def test_a_semicolon_is_refused_where_older_parsers_split_on_it(route: Route) -> None:
+    with pytest.raises(QueryRefused):
+        check_query(b"beta=true;model=x", route)

@@ -917,6 +917,14 @@ def test_a_fine_tuned_model_cannot_be_named_another_way(redis_url: str) -> None:
             ("/v1/chat/completions", {**CHAT, "fallbacks": [model]}, 400),
             ("/v1/chat/completions", {**CHAT, "context_window_fallbacks": [model]}, 400),
             ("/v1/chat/completions", {**CHAT, "deployment_id": model}, 400),
+            (
+                "/v1/chat/completions",
+                {**CHAT, "router_settings_override": {"fallbacks": [{"gpt-4o-mini": [model]}]}},
+                400,
+            ),
+            ("/v1/chat/completions", {**CHAT, "extra_body": {"model": "o1-pro"}}, 400),
+            ("/v1/chat/completions", {**CHAT, "timeout": 0.2, "num_retries": 30}, 400),
+            ("/v1/chat/completions?beta=true;model=x", CHAT, 400),
             ("/v1/chat/completions", {**CHAT, "model": azure}, 404),
             (f"/v1/models/{azure}", {}, 404),
         ]
@@ -927,13 +935,17 @@ def test_a_fine_tuned_model_cannot_be_named_another_way(redis_url: str) -> None:
                 answer = post(proxy, path, body, KEY_B)
             assert answer.status_code == status, (path, body, answer.text)
             error = assert_openai_error(status, answer.headers, answer.content)
-            if status == 400:
+            if status == 400 and ";" not in path:
                 assert error["param"], answer.text  # the refusal names what to remove
         for path in ("/v1/moderations", "/v1/messages/count_tokens"):
             form = httpx.post(
                 proxy.url + path, data={"model": model, "input": "hi"}, headers=bearer(KEY_B)
             )
             assert form.status_code == 404, (path, form.text)
+            listed = httpx.post(
+                proxy.url + path, data={"fallbacks[]": model}, headers=bearer(KEY_B)
+            )
+            assert listed.status_code == 400, (path, listed.text)
         assert proxy.forwarded() == forwarded
 
         own = post(proxy, f"/v1/deployments/{model}/chat/completions", CHAT)

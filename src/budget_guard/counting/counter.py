@@ -44,6 +44,7 @@ from budget_guard.counting.references import is_fine_tuned_model, may_refer, obj
 from budget_guard.counting.response_bodies import EventStream
 from budget_guard.counting.responses_request import count_responses_request
 from budget_guard.counting.results import RequestTokens
+from budget_guard.counting.router_controls import refuse_model_list, refuse_router_controls
 from budget_guard.counting.worker_pool import CountingPool, shared_pool
 
 _InputCounter = Callable[[dict[str, Any], tiktoken.Encoding], int]
@@ -169,7 +170,7 @@ class TokenCounter:
         check_no_duplicate_keys(body, data)
         check_top_key_case(data)
         if isinstance(data, dict):
-            _refuse_made_up_answers(body, data)
+            _refuse_made_up_answers(data)
         refs = object_references(data) if may_refer(body) else ()
         outputs = data.get("n") if isinstance(data, dict) else None
         if isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1:
@@ -190,7 +191,7 @@ class TokenCounter:
             check_body_shape(data, self._limits)
         check_no_duplicate_keys(body, data)
         check_key_case(data)
-        _refuse_made_up_answers(body, data)
+        _refuse_made_up_answers(data)
         return data
 
     def meter(
@@ -217,6 +218,7 @@ def _form(body: bytes, content_type: str) -> RequestTokens:
     """A multipart upload (image edits, variations, files): its ``n``, the one field that
     changes what it costs, and its ``model``, an object when a fine-tuned one."""
     outputs, model = read_form(body, content_type)
+    refuse_model_list(model)
     references = (model,) if model is not None and is_fine_tuned_model(model) else ()
     return RequestTokens(
         routes.OTHER,
@@ -298,36 +300,11 @@ def _input_tokens(
     return _INPUT_COUNTERS[kind](data, encoding)  # type: ignore[arg-type]
 
 
-# LiteLLM's request fields that call models other than the one the request names (tried when
-# it fails, which a client can arrange), or replace it (``deployment_id``, on its Azure
-# path): a model not counted or weighed, and maybe another company's. OpenAI has none.
-_OTHER_MODELS = frozenset(
-    {"fallbacks", "context_window_fallbacks", "content_policy_fallbacks", "deployment_id"}
-)
-
-
-def _refuse_made_up_answers(body: bytes, data: dict[str, Any]) -> None:
-    """LiteLLM answers a request with a ``mock_response`` (or ``mock_tool_calls``) it
-    carries, without a model: an answer the client wrote, whose ids the guard would remember
-    as objects the client created. It also calls other models than the one counted: each of
-    a ``model`` listed with commas, and the ``fallbacks``. OpenAI has no such fields."""
-    model = data.get("model")
-    if isinstance(model, str) and "," in model:
-        raise InvalidRequestBody("The guard forwards a request to one model: 'model'.", "model")
-    if (  # the few scans most bodies pay
-        body.find(b"mock_") < 0
-        and body.find(b"fallbacks") < 0
-        and body.find(b"deployment_id") < 0
-        and body.find(b"\\u") < 0
-    ):
-        return
-    for key in data:
-        if key.startswith("mock_"):
-            raise InvalidRequestBody(f"The guard forwards no made-up answer: remove '{key}'.", key)
-        if key in _OTHER_MODELS:
-            raise InvalidRequestBody(
-                f"The guard forwards a request to the model it names only: remove '{key}'.", key
-            )
+def _refuse_made_up_answers(data: dict[str, Any]) -> None:
+    """What a routing upstream would answer without a model, or with another model than
+    the one counted (``router_controls``)."""
+    refuse_model_list(data.get("model"))
+    refuse_router_controls(data)
 
 
 def _shaped(

@@ -28,6 +28,7 @@ from python_multipart.multipart import parse_options_header
 
 from budget_guard.counting.errors import InvalidRequestBody
 from budget_guard.counting.key_case import refuse_other_variant
+from budget_guard.counting.router_controls import refuse_router_controls
 
 MAX_FIELD_BYTES = 32
 """An ``n`` longer than this is no count of images."""
@@ -75,6 +76,14 @@ def read_form(body: bytes, content_type: str) -> tuple[int | None, str | None]:
     )
 
 
+def _refuse_other_reading(name: str) -> None:
+    """A field some upstream reads as one the guard keeps, or as a router's control."""
+    refuse_other_variant(name)  # Go's form binders and ASP.NET ignore case
+    if name.endswith("[]") and name[:-2].encode("utf-8") in _KEPT:
+        raise _bad_field(name[:-2].encode("utf-8"))  # LiteLLM reads model[] as model
+    refuse_router_controls((name,))
+
+
 def _bad_field(name: bytes) -> InvalidRequestBody:
     if name == _OUTPUTS:
         return _bad_n()
@@ -97,7 +106,7 @@ def _urlencoded(body: bytes) -> dict[bytes, bytes]:
         key = name.encode("utf-8")
         bound = _KEPT.get(key)
         if bound is None:
-            refuse_other_variant(name)  # Go's form binders and ASP.NET ignore case
+            _refuse_other_reading(name)
             continue
         encoded = value.encode("utf-8")
         if key in values or len(encoded) > bound:
@@ -182,7 +191,7 @@ class _Fields:
         name = parse_options_header(disposition)[1].get(b"name")
         if name not in _KEPT:
             if name:
-                refuse_other_variant(name.decode("utf-8", "replace"))
+                _refuse_other_reading(name.decode("utf-8", "replace"))
             return
         if name in self.values:
             raise _bad_field(name)

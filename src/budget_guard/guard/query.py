@@ -4,12 +4,14 @@ LiteLLM reads a ``model`` from the query string ahead of the body's (for its Azu
 clients), so ``POST /v1/chat/completions?model=...`` would be served by a model the guard
 never counted, weighed or checked, another company's fine-tuned one included. So on a
 metered route the query may carry only what the APIs define there (Azure's ``api-version``,
-the Anthropic SDK's ``beta``), and on any route no parameter may name a model, however it is
-spelled (matched as loosely as body keys are: ``key_case.fold``).
+the Anthropic SDK's ``beta``), and on any route no parameter may name a model or a provider,
+however it is spelled (matched as loosely as body keys are, ``key_case.fold``, and with only
+letters and digits kept), and no ``;`` (which older parsers read as ``&``).
 """
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl
 
 from budget_guard.counting.key_case import fold
@@ -18,7 +20,10 @@ from budget_guard.guard.routes import METERED, Route
 METERED_QUERY = frozenset({"api-version", "beta"})
 """The query parameters a metered route accepts."""
 MAX_QUERY_FIELDS = 100
-_MODEL_NAMES = frozenset({"model", "deploymentid"})
+# Names a routing upstream reads to pick the model or the provider (LiteLLM's), compared with
+# only their letters and digits kept: ``model[]`` and ``model\x00`` are ``model`` to some.
+_MODEL_NAMES = frozenset({"model", "deploymentid", "customllmprovider", "targetmodelnames"})
+_NOT_ALNUM = re.compile(r"[^0-9a-z]")
 
 
 class QueryRefused(Exception):
@@ -30,6 +35,9 @@ class QueryRefused(Exception):
 def check_query(query: bytes, route: Route) -> None:
     """Raise :class:`QueryRefused` (naming the parameter) for a query the guard cannot
     forward on ``route``."""
+    if query.find(b";") >= 0:
+        # Older parsers (Python before 3.9.2, Go before 1.17) split parameters on it too.
+        raise QueryRefused("A query string may not contain ';'.", None)
     try:
         fields = parse_qsl(
             query.decode("latin-1"), keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS
@@ -40,7 +48,7 @@ def check_query(query: bytes, route: Route) -> None:
         ) from None
     metered = route.charge == METERED
     for name, _ in fields:
-        if fold(name) in _MODEL_NAMES:
+        if _NOT_ALNUM.sub("", fold(name)) in _MODEL_NAMES:
             raise QueryRefused(
                 f"The model is chosen by the request body, not the query string: remove '{name}'.",
                 name,
