@@ -56,7 +56,8 @@ _MAYBE = re.compile(
     rb'validationfile|vectorstoreids?|itemreference|id)"'
 )
 # A fine-tuned model, read the same way (with "-" gone, ":ft-" and ".ft-" read ":ft" and
-# ".ft"); only searched for when the body holds one of those at all.
+# ".ft").
+_FT_MARK = re.compile(rb"ft(?<=[:.]ft)|ft:")  # written so that the scan is for "ft"
 _MAYBE_FINE_TUNED = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*?(?:ft:|[:.]ft)')
 _FINE_TUNED = re.compile(r"(?<![a-z0-9])ft:|[:.]ft-", re.IGNORECASE)
 _SEPARATORS = b"_-"
@@ -100,9 +101,14 @@ def may_refer(body: bytes) -> bool:
     lowered = body.lower().translate(None, _SEPARATORS)
     if _MAYBE.search(lowered) is not None:
         return True
-    return (
-        lowered.find(b"ft:") >= 0 or lowered.find(b":ft") >= 0 or lowered.find(b".ft") >= 0
-    ) and _MAYBE_FINE_TUNED.search(lowered) is not None
+    return _may_name_fine_tuned(lowered)
+
+
+def _may_name_fine_tuned(lowered: bytes) -> bool:
+    """Whether a ``"model"`` of the lowered body may be fine-tuned: looked for only when
+    the body holds an ``ft:``, ``:ft`` or ``.ft`` at all (a scan for the literal "ft", which
+    most bodies do not hold)."""
+    return _FT_MARK.search(lowered) is not None and _MAYBE_FINE_TUNED.search(lowered) is not None
 
 
 def object_references(data: object) -> tuple[str, ...]:
