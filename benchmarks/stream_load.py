@@ -33,14 +33,22 @@ from urllib.parse import urlsplit
 import orjson
 
 _STAMP = re.compile(rb'"system_fingerprint":"t(\d+)"')
-STREAM_REQUEST = orjson.dumps(
-    {
+
+
+def stream_request(chunks: int | None = None) -> bytes:
+    """The benchmark's chat request; ``chunks`` asks the mock upstream for that many chunks."""
+    body: dict[str, Any] = {
         "model": "gpt-4o-mini",
         "messages": [{"role": "user", "content": "Stream something."}],
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-)
+    if chunks:
+        body["metadata"] = {"bench_chunks": str(chunks)}
+    return orjson.dumps(body)
+
+
+STREAM_REQUEST = stream_request()
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 
 
@@ -168,12 +176,12 @@ async def _one(run: _Run, host: str, port: int, request: bytes, delay: float) ->
     await done
 
 
-def _request(host: str, port: int, path: str, api_key: str) -> bytes:
+def _request(host: str, port: int, path: str, api_key: str, body: bytes) -> bytes:
     return (
         f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\n"
         f"authorization: Bearer {api_key}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(STREAM_REQUEST)}\r\nconnection: close\r\n\r\n"
-    ).encode() + STREAM_REQUEST
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
 
 
 def _percentiles_ms(samples: array[int]) -> dict[str, float]:
@@ -192,10 +200,11 @@ async def drive(
     api_key: str,
     *,
     path: str = "/v1/chat/completions",
+    body: bytes = STREAM_REQUEST,
 ) -> dict[str, Any]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    request = _request(host, port, path, api_key)
+    request = _request(host, port, path, api_key, body)
     run = _Run(streams)
     started = time.monotonic()
     tasks = [
@@ -240,9 +249,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    path = "/v1/chat/completions" + (f"?chunks={args.chunks}" if args.chunks else "")
+    body = stream_request(args.chunks)
     result = asyncio.run(
-        drive(args.url, args.streams, args.ramp, args.deadline, args.api_key, path=path)
+        drive(args.url, args.streams, args.ramp, args.deadline, args.api_key, body=body)
     )
     sys.stdout.write(json.dumps(result) + "\n")
 

@@ -3,8 +3,10 @@
     python -m benchmarks.stream_upstream --port 8101 --chunks-per-second 20 --chunks 100
 
 It answers every request (whatever its path) with an OpenAI-shaped chat completion stream:
-``--chunks`` content chunks (``?chunks=N`` in the request's query asks for another number: a
-short warm-up), one every ``1 / --chunks-per-second`` seconds, then the usage chunk and
+``--chunks`` content chunks (``"metadata": {"bench_chunks": "N"}`` in the request asks for
+another number, a short warm-up: in metadata, which the guard forwards as the client's own
+data, as it would not an unknown query parameter on a metered route), one every
+``1 / --chunks-per-second`` seconds, then the usage chunk and
 ``data: [DONE]``. Each content chunk carries the moment it was written
 (``time.monotonic_ns()``, system-wide on Linux) in ``system_fingerprint`` as ``t<ns>``, so the
 load generator can measure each chunk's delay from the upstream's send to the client's read,
@@ -47,7 +49,7 @@ _LAST = (
 )
 
 
-_ASKED_CHUNKS = re.compile(rb"[?&]chunks=(\d+)")
+_ASKED_CHUNKS = re.compile(rb'"bench_chunks":"(\d+)"')
 
 
 def content_chunk(index: int) -> bytes:
@@ -71,7 +73,8 @@ class StreamingUpstream(asyncio.Protocol):
         self._interval = interval
         self._default_chunks = self._chunks = chunks
         self._buffer = b""
-        self._body_left = -1  # -1: reading a head; >= 0: body bytes still to skip
+        self._body_left = -1  # -1: reading a head; >= 0: body bytes still to read
+        self._body = b""
         self._streaming = False
         self._sent = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -98,14 +101,17 @@ class StreamingUpstream(asyncio.Protocol):
                     return
                 head, self._buffer = self._buffer[:end], self._buffer[end + 4 :]
                 self._body_left = _content_length(head)
-                asked = _ASKED_CHUNKS.search(head, 0, head.find(b"\r\n"))
-                self._chunks = int(asked[1]) if asked else self._default_chunks
+                self._body = b""
             take = min(self._body_left, len(self._buffer))
+            self._body += self._buffer[:take]
             self._buffer = self._buffer[take:]
             self._body_left -= take
             if self._body_left > 0:
                 return
             self._body_left = -1
+            asked = _ASKED_CHUNKS.search(self._body)
+            self._body = b""
+            self._chunks = int(asked[1]) if asked else self._default_chunks
             self._start()
 
     def _start(self) -> None:
