@@ -200,15 +200,7 @@ class BudgetGuardMiddleware:
                 try:
                     check_query(query, match.route)
                 except QueryRefused as refused:
-                    self.events.rejected(company, "bad_request")
-                    await send_openai_error(
-                        send,
-                        400,
-                        str(refused),
-                        type_="invalid_request_error",
-                        code="invalid_query",
-                        param=refused.param,
-                    )
+                    await self._bad_request(send, company, refused, "invalid_query")
                     return
             try:
                 body = await read_body(
@@ -226,15 +218,7 @@ class BudgetGuardMiddleware:
             try:
                 request = await self._count(scope["path"], route, body, headers.get("content-type"))
             except InvalidRequestBody as exc:
-                self.events.rejected(company, "bad_request")
-                await send_openai_error(
-                    send,
-                    400,
-                    str(exc),
-                    type_="invalid_request_error",
-                    code="invalid_request_body",
-                    param=exc.param,
-                )
+                await self._bad_request(send, company, exc, "invalid_request_body")
                 return
             if request.background:
                 self.events.rejected(company, "bad_request")
@@ -260,6 +244,14 @@ class BudgetGuardMiddleware:
         self.events.admitted(company)
         await self._forward(
             scope, receive, send, body, company, match, request, snapshot, reservation
+        )
+
+    async def _bad_request(
+        self, send: Send, company: uuid.UUID, refused: QueryRefused | InvalidRequestBody, code: str
+    ) -> None:
+        self.events.rejected(company, "bad_request")
+        await send_openai_error(
+            send, 400, str(refused), type_="invalid_request_error", code=code, param=refused.param
         )
 
     async def _count(
