@@ -953,3 +953,28 @@ def test_a_fine_tuned_model_cannot_be_named_another_way(redis_url: str) -> None:
         azure_api = post(proxy, "/v1/chat/completions?api-version=2024-10-21", CHAT)
         assert azure_api.status_code == 200, azure_api.text
         assert proxy.upstream.seen[-1].path == "/v1/chat/completions"
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "value"),
+    [
+        (
+            "/v1/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
+            "data_sources",  # Azure searches any index the operator's identity can read
+            [{"type": "azure_search", "parameters": {"index_name": "company-b"}}],
+        ),
+        ("/v1/chat/completions", "models", ["gpt-4o-mini", "o1-pro"]),  # OpenRouter
+        ("/v1/chat/completions", "n_predict", 100_000),  # llama.cpp, past the held cap
+        ("/v1/chat/completions", "extraBody", {"model": "o1-pro"}),
+        ("/v1/completions", "chat_template", "{{ messages }}"),
+    ],
+)
+def test_fields_an_upstream_reads_beyond_the_api_are_refused(
+    proxy: Proxy, path: str, field: str, value: object
+) -> None:
+    forwarded = proxy.forwarded()
+    prompt = {"model": "gpt-3.5-turbo-instruct", "prompt": "hi"}
+    body = {**(prompt if path == "/v1/completions" else CHAT), field: value}
+    answer = post(proxy, path, body)
+    assert assert_openai_error(400, answer.headers, answer.content)["param"] == field
+    assert proxy.forwarded() == forwarded

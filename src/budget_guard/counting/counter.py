@@ -44,7 +44,7 @@ from budget_guard.counting.references import is_fine_tuned_model, may_refer, obj
 from budget_guard.counting.response_bodies import EventStream
 from budget_guard.counting.responses_request import count_responses_request
 from budget_guard.counting.results import RequestTokens
-from budget_guard.counting.router_controls import refuse_model_list, refuse_router_controls
+from budget_guard.counting.upstream_controls import refuse_model_list, refuse_upstream_controls
 from budget_guard.counting.worker_pool import CountingPool, shared_pool
 
 _InputCounter = Callable[[dict[str, Any], tiktoken.Encoding], int]
@@ -302,9 +302,9 @@ def _input_tokens(
 
 def _refuse_made_up_answers(data: dict[str, Any]) -> None:
     """What a routing upstream would answer without a model, or with another model than
-    the one counted (``router_controls``)."""
+    the one counted (``upstream_controls``)."""
     refuse_model_list(data.get("model"))
-    refuse_router_controls(data)
+    refuse_upstream_controls(data)
 
 
 def _shaped(
@@ -325,11 +325,13 @@ def _shaped(
             "request_id",
         )
     stream = kind != routes.EMBEDDINGS and bool(get_bool(data, "stream"))
+    # The largest cap named: upstreams disagree on which wins (OpenAI and vLLM read
+    # max_completion_tokens, Ollama only max_tokens), so the hold covers either.
     max_output_tokens = None
     for field in _OUTPUT_CAP_FIELDS[kind]:
-        max_output_tokens = get_int(data, field)
-        if max_output_tokens is not None:
-            break
+        cap = get_int(data, field)
+        if cap is not None and (max_output_tokens is None or cap > max_output_tokens):
+            max_output_tokens = cap
     return RequestTokens(
         kind,
         model,
@@ -360,6 +362,12 @@ def _choices(data: dict[str, Any], kind: str) -> int:
         value = get_int(data, field)
         if value is not None and value > choices:
             choices = value
+    if kind == routes.COMPLETIONS:
+        # A list of prompts (strings, or token lists) is answered prompt by prompt, each with
+        # its choices; a list of integers is one prompt.
+        prompt = data.get("prompt")
+        if isinstance(prompt, list) and prompt and type(prompt[0]) is not int:
+            choices *= len(prompt)
     return min(choices, MAX_CHOICES)
 
 

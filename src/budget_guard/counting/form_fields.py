@@ -28,7 +28,7 @@ from python_multipart.multipart import parse_options_header
 
 from budget_guard.counting.errors import InvalidRequestBody
 from budget_guard.counting.key_case import refuse_other_variant
-from budget_guard.counting.router_controls import refuse_router_controls
+from budget_guard.counting.upstream_controls import refuse_upstream_controls
 
 MAX_FIELD_BYTES = 32
 """An ``n`` longer than this is no count of images."""
@@ -77,11 +77,11 @@ def read_form(body: bytes, content_type: str) -> tuple[int | None, str | None]:
 
 
 def _refuse_other_reading(name: str) -> None:
-    """A field some upstream reads as one the guard keeps, or as a router's control."""
+    """A field some upstream reads as one the guard keeps, or as an upstream's control."""
     refuse_other_variant(name)  # Go's form binders and ASP.NET ignore case
     if name.endswith("[]") and name[:-2].encode("utf-8") in _KEPT:
         raise _bad_field(name[:-2].encode("utf-8"))  # LiteLLM reads model[] as model
-    refuse_router_controls((name,))
+    refuse_upstream_controls((name,))
 
 
 def _bad_field(name: bytes) -> InvalidRequestBody:

@@ -1,6 +1,7 @@
-"""Fields a routing upstream (LiteLLM) honours from a client, which would make it answer
-without a model, call models the guard never counted, or give up after the provider billed:
-refused in every body the guard reads, JSON or form, naming the field."""
+"""Fields an upstream honours from a client beyond the API (LiteLLM, Azure, OpenRouter, vLLM,
+llama.cpp...), which would make it answer without a model, serve a model the guard never
+counted, do work it cannot charge, or read what is not the company's: refused in every body
+the guard reads, JSON or form, naming the field."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import orjson
 import pytest
 
 from budget_guard.counting import InvalidRequestBody, TokenCounter
-from budget_guard.counting.router_controls import ROUTER_CONTROLS
+from budget_guard.counting.upstream_controls import UPSTREAM_CONTROLS
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 FINE_TUNED = "ft:gpt-4o-mini-2024-07-18:acme::9zFkq3Ja"
@@ -28,10 +29,19 @@ FINE_TUNED = "ft:gpt-4o-mini-2024-07-18:acme::9zFkq3Ja"
         ("timeout", 0.2),
         ("num_retries", 30),
         ("api_base", "http://attacker.example"),
+        ("extraBody", {"model": "o1-pro"}),  # read loosely, as Go and .NET servers read keys
+        ("data_sources", [{"type": "azure_search", "parameters": {"index_name": "b"}}]),
+        ("dataSources", []),
+        ("models", ["gpt-4o-mini", FINE_TUNED]),  # OpenRouter's fallbacks
+        ("provider", {"order": ["x"]}),
+        ("n_predict", 100_000),  # llama.cpp's cap, over the max_tokens the guard read
+        ("kv_transfer_params", {"remote_block_ids": [1]}),
+        ("chat_template", "{{ 'x' * 100000 }}"),
+        ("request_id", "someone-elses"),
     ],
 )
 @pytest.mark.parametrize("path", ["/v1/chat/completions", None])
-async def test_a_router_control_is_refused_by_name(
+async def test_an_upstream_control_is_refused_by_name(
     counter: TokenCounter, field: str, value: Any, path: str | None
 ) -> None:
     body = orjson.dumps({**CHAT, field: value})
@@ -60,7 +70,7 @@ async def test_a_model_listed_with_commas_is_refused(counter: TokenCounter) -> N
     ],
 )
 @pytest.mark.parametrize("multipart", [True, False])
-async def test_a_form_carries_no_router_control(
+async def test_a_form_carries_no_upstream_control(
     counter: TokenCounter, data: dict[str, str], param: str, multipart: bool
 ) -> None:
     files = {"image": ("a.png", b"\x89PNG")} if multipart else None
@@ -71,7 +81,9 @@ async def test_a_form_carries_no_router_control(
 
 
 def test_no_control_is_a_field_of_the_apis_the_guard_meters() -> None:
-    """The guard reads these APIs' own fields; none of them is refused as a control."""
-    from budget_guard.counting.key_case import READ_KEYS
+    """The guard reads these APIs' own fields; none of them is refused as a control (but
+    ``request_id``, which the guard reads only to refuse it however it is written)."""
+    from budget_guard.counting.key_case import READ_KEYS, fold
 
-    assert not ROUTER_CONTROLS & set(READ_KEYS)
+    controls = {fold(key) for key in UPSTREAM_CONTROLS}
+    assert controls & {fold(key) for key in READ_KEYS} == {"requestid"}
