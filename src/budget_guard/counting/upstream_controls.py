@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from budget_guard.counting.errors import InvalidRequestBody
-from budget_guard.counting.key_case import fold
+from budget_guard.counting.key_case import READ_KEYS, fold
 
 UPSTREAM_CONTROLS = frozenset(
     {
@@ -102,12 +102,16 @@ UPSTREAM_CONTROLS = frozenset(
     }
 )
 _BY_FOLD = frozenset(fold(key) for key in UPSTREAM_CONTROLS)
+# The APIs' own fields the guard reads: passed over without folding (most keys of a request).
+_API_FIELDS = READ_KEYS - UPSTREAM_CONTROLS
 
 
 def refuse_upstream_controls(keys: Iterable[str]) -> None:
     """Raise ``InvalidRequestBody`` naming the first of ``keys`` (a request's top-level
     fields) that is an upstream's control."""
     for key in keys:
+        if key in _API_FIELDS:
+            continue
         name = key[:-2] if key.endswith("[]") else key
         if name.startswith("mock_"):
             raise InvalidRequestBody(f"The guard forwards no made-up answer: remove '{key}'.", key)
