@@ -218,20 +218,24 @@ def test_responses_item_list(counter: TokenCounter, o200k: tiktoken.Encoding) ->
 
 
 @pytest.mark.parametrize(
-    ("prompt", "expected"),
+    ("prompt", "expected", "outputs"),
     [
-        ("Say this is a test", 5),  # OpenAI's API reference example reports 5 prompt tokens
-        (["Say this", "is a test"], 2 + 3),
-        ([1, 2, 3, 4], 4),
-        ([[1, 2], [3, 4, 5]], 5),
-        ([], 0),
+        ("Say this is a test", 5, 1),  # OpenAI's API reference example reports 5 prompt tokens
+        (["Say this", "is a test"], 2 + 3, 2),  # a completion for each prompt
+        ([1, 2, 3, 4], 4, 1),
+        ([[1, 2], [3, 4, 5]], 5, 2),
+        ([], 0, 1),
     ],
 )
-def test_completions_prompt_shapes(counter: TokenCounter, prompt: object, expected: int) -> None:
+def test_completions_prompt_shapes(
+    counter: TokenCounter, prompt: object, expected: int, outputs: int
+) -> None:
     counted = _count(
         counter, "/v1/completions", model="gpt-3.5-turbo-instruct", prompt=prompt, max_tokens=7
     )
-    assert counted == RequestTokens("completions", "gpt-3.5-turbo-instruct", expected, False, 7)
+    assert counted == RequestTokens(
+        "completions", "gpt-3.5-turbo-instruct", expected, False, 7, choices=outputs
+    )
 
 
 @pytest.mark.parametrize(
