@@ -317,13 +317,6 @@ def _shaped(
     count: Callable[[], int] | None = None,
     bound: int | None = None,
 ) -> RequestTokens:
-    if kind == routes.RESPONSES and "request_id" in data:
-        # vLLM makes it the stored response's id, replacing what is stored under it: one
-        # company could overwrite another's conversation. OpenAI has no such field.
-        raise InvalidRequestBody(
-            "The guard forwards no client-chosen response id: remove 'request_id'.",
-            "request_id",
-        )
     stream = kind != routes.EMBEDDINGS and bool(get_bool(data, "stream"))
     # The largest cap named: upstreams disagree on which wins (OpenAI and vLLM read
     # max_completion_tokens, Ollama only max_tokens), so the hold covers either.

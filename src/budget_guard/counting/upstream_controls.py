@@ -19,7 +19,8 @@ company's, under the operator's one key:
   and OpenRouter's ``plugins``, billed beside the tokens;
 - **someone else's data or the server's internals**: Azure's ``data_sources`` (On Your Data
   searches any index the operator's identity can read), vLLM's and SGLang's KV-transfer and
-  session parameters, llama.cpp's ``id_slot``, a client-chosen ``request_id``, and where to
+  session parameters, llama.cpp's ``id_slot``, a client-chosen ``request_id`` (vLLM stores
+  a response under it, replacing another company's conversation stored there), and where to
   send the request (``api_base``, ``api_key``).
 
 None of them is a field of OpenAI's, Azure's or Anthropic's APIs at the top of a request, so
