@@ -157,3 +157,11 @@ async def test_without_the_store_every_fine_tuned_model_is_left_out() -> None:
     status, _, shown = await _list(Ledger(_Unavailable()), _models("gpt-4o", MODEL))
     assert status == 200
     assert [model["id"] for model in orjson.loads(shown)["data"]] == ["gpt-4o"]
+
+
+async def test_entries_that_are_not_models_pass_as_they_are() -> None:
+    odd: list[object] = ["gpt-4o", {"id": ["ft:a:b::c"]}, {"id": 5}, None, {"name": MODEL}]
+    body = orjson.dumps({"object": "list", "data": [*odd, {"id": MODEL}]})
+    status, _, shown = await _list(Ledger(MemoryStore()), body)
+    assert status == 200
+    assert orjson.loads(shown)["data"] == odd

@@ -44,7 +44,7 @@ from budget_guard.counting.references import is_fine_tuned_model, may_refer, obj
 from budget_guard.counting.response_bodies import EventStream
 from budget_guard.counting.responses_request import count_responses_request
 from budget_guard.counting.results import RequestTokens
-from budget_guard.counting.upstream_controls import refuse_model_list, refuse_upstream_controls
+from budget_guard.counting.upstream_controls import refuse_model_list, refuse_upstream_fields
 from budget_guard.counting.worker_pool import CountingPool, shared_pool
 
 _InputCounter = Callable[[dict[str, Any], tiktoken.Encoding], int]
@@ -170,7 +170,7 @@ class TokenCounter:
         check_no_duplicate_keys(body, data)
         check_top_key_case(data)
         if isinstance(data, dict):
-            _refuse_made_up_answers(data)
+            refuse_upstream_fields(data)
         refs = object_references(data) if may_refer(body) else ()
         outputs = data.get("n") if isinstance(data, dict) else None
         if isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1:
@@ -191,7 +191,7 @@ class TokenCounter:
             check_body_shape(data, self._limits)
         check_no_duplicate_keys(body, data)
         check_key_case(data)
-        _refuse_made_up_answers(data)
+        refuse_upstream_fields(data)
         return data
 
     def meter(
@@ -298,13 +298,6 @@ def _input_tokens(
     if kind in _PRICES_IMAGES:
         return _PRICES_IMAGES[kind](data, encoding, model)  # type: ignore[arg-type]
     return _INPUT_COUNTERS[kind](data, encoding)  # type: ignore[arg-type]
-
-
-def _refuse_made_up_answers(data: dict[str, Any]) -> None:
-    """What a routing upstream would answer without a model, or with another model than
-    the one counted (``upstream_controls``)."""
-    refuse_model_list(data.get("model"))
-    refuse_upstream_controls(data)
 
 
 def _shaped(

@@ -33,6 +33,7 @@ read them (``key_case.fold``: any case, ``_`` and ``-`` ignored), so ``extraBody
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from budget_guard.counting.errors import InvalidRequestBody
 from budget_guard.counting.key_case import READ_KEYS, fold
@@ -122,6 +123,12 @@ def refuse_upstream_controls(keys: Iterable[str]) -> None:
                 "counts it, to the model it names.",
                 key,
             )
+
+
+def refuse_upstream_fields(data: dict[str, Any]) -> None:
+    """A parsed JSON request's top level: no upstream control, and one model."""
+    refuse_model_list(data.get("model"))
+    refuse_upstream_controls(data)
 
 
 def refuse_model_list(model: object) -> None:

@@ -162,34 +162,32 @@ class ModelListFilter:
         models = answer.get("data") if isinstance(answer, dict) else None
         if not isinstance(models, list):
             return None
-        tuned = [
-            model["id"]
-            for model in models
-            if isinstance(model, dict)
-            and isinstance(model.get("id"), str)
-            and is_fine_tuned_model(model["id"])
-        ]
+        tuned = {name for name in map(_model_id, models) if name and is_fine_tuned_model(name)}
         if not tuned:
             return body  # nothing to hide: the upstream's bytes, unchanged
-        owners: dict[str, uuid.UUID | None] = {}
-        keyed = [name for name in dict.fromkeys(tuned) if is_object_id(name)]
+        keyed = [name for name in tuned if is_object_id(name)]
+        owners: list[uuid.UUID | None] = []
         try:
             if keyed:
-                owners.update(zip(keyed, await self._ledger.object_owners(keyed), strict=True))
+                owners = await self._ledger.object_owners(keyed)
         except StoreError as exc:
             log.warning("model list shown without fine-tuned models: usage store: %s", exc)
-        answer["data"] = [
-            model
-            for model in models
-            if not (
-                isinstance(model, dict)
-                and isinstance(model.get("id"), str)
-                and is_fine_tuned_model(model["id"])
-                and owners.get(model["id"]) != self._company
-            )
-        ]
+        # Every fine-tuned model is hidden but those the store says are the company's (none
+        # when it could not say).
+        own = {name for name, owner in zip(keyed, owners, strict=False) if owner == self._company}
+        hidden = tuned - own
+        answer["data"] = [model for model in models if _model_id(model) not in hidden]
         return orjson.dumps(answer)
 
     async def _refuse(self, message: str) -> None:
         self._state, self._start, self._chunks = _ANSWERED, None, []
         await send_openai_error(self._send, 502, message, type_="server_error", code="bad_gateway")
+
+
+def _model_id(model: object) -> str | None:
+    """A model list entry's id, if it has one."""
+    if isinstance(model, dict):
+        ident = model.get("id")
+        if isinstance(ident, str):
+            return ident
+    return None

@@ -508,8 +508,6 @@ class BudgetGuardMiddleware:
         route = match.route
         if route.lists_models:
             send = ModelListFilter(send, company, self.ledger)
-        # The job the path named (checked to be the company's), or None for a new one.
-        job_id = match.object_ids[0] if match.object_ids else None
         # The meter reads the response as it passes, so it must not be compressed: the app
         # (or a GZip middleware inside it) sees a client that accepts identity only.
         # An Idempotency-Key goes upstream prefixed with the company: every company shares
@@ -539,7 +537,7 @@ class BudgetGuardMiddleware:
             snapshot=snapshot,
             reservation=reservation,
             asked_for_usage=asked is not None,
-            job=JobAnswer(job_id) if route.job_answer else None,
+            job=_job_answer(match),
         )
         await exchange.run(self.app, {**scope, "headers": headers})
 
@@ -598,6 +596,14 @@ class BudgetGuardMiddleware:
         except (StoreError, ValueError) as exc:
             self.events.store_failed("remember_object")
             log.warning("the objects company %s created could not be remembered: %s", company, exc)
+
+
+def _job_answer(match: RouteMatch) -> JobAnswer | None:
+    """A reader of a fine-tuning job's answer, bound to the job its path named (checked to be
+    the company's: a job route's one placeholder), or to none when the request creates it."""
+    if not match.route.job_answer:
+        return None
+    return JobAnswer(match.object_ids[0] if match.object_ids else None)
 
 
 async def _send_store_unavailable(send: Send) -> None:
